@@ -1,0 +1,1 @@
+"""Transaction categorisation pipeline: hexagonal core, adapters and entry points."""

@@ -1,0 +1,120 @@
+"""HttpCategoriser: the ML API over HTTP, with pooled connections, timeouts and retries."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from uuid import UUID
+
+import httpx
+import orjson
+from tenacity import (
+    before_sleep_log,
+    retry,
+    retry_if_exception_type,
+    stop_after_attempt,
+    wait_exponential_jitter,
+)
+
+from pipeline.domain.errors import (
+    CategoriserContractError,
+    CategoriserRejected,
+    CategoriserUnavailable,
+)
+from pipeline.domain.model import CATEGORIES, Categorisation, Transaction
+
+logger = logging.getLogger(__name__)
+
+_KNOWN = frozenset(CATEGORIES)
+_TRANSIENT_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Capped exponential back-off with jitter, for transient failures only."""
+
+    attempts: int = 6
+    initial_s: float = 0.2
+    max_s: float = 5.0
+
+
+def make_client(base_url: str, timeout_s: float = 10.0, pool: int = 8) -> httpx.Client:
+    """A pooled HTTP client for the ML API; the caller closes it."""
+    limits = httpx.Limits(max_connections=pool, max_keepalive_connections=pool)
+    return httpx.Client(base_url=base_url, timeout=httpx.Timeout(timeout_s), limits=limits)
+
+
+class HttpCategoriser:
+    """Categoriser port over `POST /predict`.
+
+    Transport errors, timeouts, 429 and 5xx are retried (tenacity) and, once the attempts are
+    spent, raised as CategoriserUnavailable. Any other 4xx is CategoriserRejected: permanent,
+    the use case bisects the batch to find the records at fault. An answer that does not give
+    exactly one known category per id sent is a CategoriserContractError.
+    """
+
+    def __init__(self, client: httpx.Client, policy: RetryPolicy | None = None) -> None:
+        self.client = client
+        self.policy = policy or RetryPolicy()
+        self._post = retry(
+            retry=retry_if_exception_type(CategoriserUnavailable),
+            wait=wait_exponential_jitter(multiplier=self.policy.initial_s, max=self.policy.max_s),
+            stop=stop_after_attempt(self.policy.attempts),
+            before_sleep=before_sleep_log(logger, logging.WARNING),
+            reraise=True,
+        )(self._post_once)
+
+    def categorise(self, transactions: Sequence[Transaction]) -> list[Categorisation]:
+        """One categorisation per transaction, in the same order."""
+        if not transactions:
+            return []
+        response = self._post(orjson.dumps([_payload(t) for t in transactions]))
+        version = response.headers.get("x-model-version", "unknown")
+        return _check_answer(transactions, response.content, version)
+
+    def _post_once(self, body: bytes) -> httpx.Response:
+        try:
+            response = self.client.post(
+                "/predict", content=body, headers={"content-type": "application/json"}
+            )
+        except httpx.TransportError as exc:
+            raise CategoriserUnavailable(f"ML API unreachable: {exc!r}") from exc
+        if response.status_code in _TRANSIENT_STATUS:
+            raise CategoriserUnavailable(f"ML API answered {response.status_code}")
+        if response.status_code >= 400:
+            raise CategoriserRejected(response.status_code, response.text[:2000])
+        return response
+
+
+def _payload(transaction: Transaction) -> dict[str, object]:
+    return {
+        "id": str(transaction.id),
+        "description": transaction.description,
+        "amount": str(transaction.amount),
+        "timestamp": transaction.timestamp.isoformat(),
+        "merchant": transaction.merchant,
+        "operation_type": transaction.operation_type,
+        "side": transaction.side.value,
+    }
+
+
+def _check_answer(
+    transactions: Sequence[Transaction], content: bytes, version: str
+) -> list[Categorisation]:
+    try:
+        items = orjson.loads(content)
+        answer = {UUID(item["transaction_id"]): item["category"] for item in items}
+    except (orjson.JSONDecodeError, TypeError, KeyError, ValueError) as exc:
+        raise CategoriserContractError(f"unreadable ML API answer: {exc!r}") from exc
+    if len(items) != len(transactions) or len(answer) != len(transactions):
+        raise CategoriserContractError(
+            f"sent {len(transactions)} transactions, got {len(items)} answers ({len(answer)} ids)"
+        )
+    result = []
+    for transaction in transactions:
+        category = answer.get(transaction.id)
+        if category not in _KNOWN:
+            raise CategoriserContractError(f"{transaction.id}: missing or unknown category {category!r}")
+        result.append(Categorisation(transaction.id, category, version))
+    return result

@@ -1,0 +1,70 @@
+"""Settings, one pydantic-settings class per concern, loaded once by the entry points."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+_COMMON = {"frozen": True, "env_file": ".env", "extra": "ignore"}
+
+
+class DatabaseSettings(BaseSettings):
+    """PostgreSQL; with no DATABASE_URL the command line starts an embedded server."""
+
+    model_config = SettingsConfigDict(**_COMMON)  # type: ignore[typeddict-item]
+
+    database_url: SecretStr | None = None
+    embedded_data_dir: Path = Field(default=Path(".data/postgres"), alias="EMBEDDED_PG_DIR")
+
+
+class MlApiSettings(BaseSettings):
+    """The ML categorisation API and how the client treats it."""
+
+    model_config = SettingsConfigDict(env_prefix="ML_", **_COMMON)  # type: ignore[typeddict-item]
+
+    api_url: str = "http://127.0.0.1:8000"
+    timeout_s: float = 10.0
+    batch_size: int = Field(default=1000, ge=1)
+    concurrency: int = Field(default=2, ge=1)
+    retry_attempts: int = Field(default=6, ge=1)
+    retry_initial_s: float = 0.2
+    retry_max_s: float = 5.0
+
+
+class ValidationSettings(BaseSettings):
+    """Bounds applied to every record."""
+
+    model_config = SettingsConfigDict(env_prefix="VALIDATION_", **_COMMON)  # type: ignore[typeddict-item]
+
+    min_amount: Decimal = Decimal("-10000000")
+    max_amount: Decimal = Decimal("10000000")
+    timezone: str = "UTC"
+    max_text_length: int = 500
+
+
+class BatchSettings(BaseSettings):
+    """The batch pipeline."""
+
+    model_config = SettingsConfigDict(env_prefix="BATCH_", **_COMMON)  # type: ignore[typeddict-item]
+
+    chunk_size: int = Field(default=5000, ge=1)
+
+
+class KafkaSettings(BaseSettings):
+    """The broker, topics and consumer group of the streaming pipeline."""
+
+    model_config = SettingsConfigDict(env_prefix="KAFKA_", **_COMMON)  # type: ignore[typeddict-item]
+
+    bootstrap_servers: str = "127.0.0.1:9092"
+    topic: str = "transactions"
+    dlq_topic: str = "transactions.dlq"
+    partitions: int = 6
+    group_id: str = "txcat-categoriser"
+    batch_max_records: int = 2000
+    batch_max_ms: int = 200
+    security_protocol: str = "PLAINTEXT"
+    sasl_username: str | None = None
+    sasl_password: SecretStr | None = None

@@ -1,0 +1,1 @@
+"""The domain: transactions, categorisations, rejects, errors and ports (stdlib and pydantic only)."""

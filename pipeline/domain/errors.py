@@ -1,0 +1,53 @@
+"""One root exception with two families: transient (retry) and permanent (dead-letter)."""
+
+from __future__ import annotations
+
+
+class PipelineError(Exception):
+    """Root of every error the pipeline raises on purpose."""
+
+
+class TransientError(PipelineError):
+    """A dependency is unavailable for now: retry, pause, never dead-letter."""
+
+
+class PermanentError(PipelineError):
+    """Retrying cannot help: the record (or request) itself is wrong."""
+
+
+class CategoriserUnavailable(TransientError):
+    """The ML API could not be reached or answered 429/5xx."""
+
+
+class StoreUnavailable(TransientError):
+    """The database could not be reached or the transaction was aborted by the server."""
+
+
+class BrokerUnavailable(TransientError):
+    """The Kafka broker could not be reached."""
+
+
+class InvalidRecord(PermanentError):
+    """A record failed validation; `reason` is a stable machine-readable code."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+
+
+class CategoriserRejected(PermanentError):
+    """The ML API refused a request for its content (HTTP 4xx other than 429)."""
+
+    def __init__(self, status: int, detail: str) -> None:
+        super().__init__(f"ML API answered {status}: {detail}")
+        self.status = status
+        self.detail = detail
+
+
+class CategoriserContractError(PermanentError):
+    """The ML API answered, but not with one known category per id sent."""
+
+
+class ConfigurationError(PipelineError):
+    """The pipeline cannot start: missing file, database schema behind, bad settings."""

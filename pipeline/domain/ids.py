@@ -1,0 +1,24 @@
+"""Deterministic transaction ids: a UUID id is kept, any other id is mapped with uuid5."""
+
+from __future__ import annotations
+
+from hashlib import sha1
+from uuid import UUID
+
+# uuid5(NAMESPACE_URL, "urn:txcat:transaction"), fixed forever: changing it would give every
+# stored transaction a new id, so every replay would become a duplicate.
+TRANSACTION_NAMESPACE = UUID("cc7f7aaf-aa81-50c3-9272-811dbd3f61eb")
+_NAMESPACE_BYTES = TRANSACTION_NAMESPACE.bytes
+
+
+def transaction_uuid(source_id: str) -> UUID:
+    """Return the UUID for a source id: the id itself when it is a UUID, uuid5 otherwise."""
+    text = source_id.strip()
+    if len(text) >= 32:
+        try:
+            return UUID(text)
+        except ValueError:
+            pass
+    # uuid.uuid5 spelled out: same result, without its per-call overhead on the hot path.
+    digest = sha1(_NAMESPACE_BYTES + text.encode("utf-8"), usedforsecurity=False).digest()
+    return UUID(bytes=digest[:16], version=5)

@@ -1,0 +1,156 @@
+"""Value objects of the domain: raw records, transactions, categorisations, rejects, outcomes."""
+
+from __future__ import annotations
+
+import enum
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal
+from uuid import UUID
+
+CATEGORIES: tuple[str, ...] = (
+    "Rent",
+    "Salary Income",
+    "Food",
+    "Restaurant",
+    "Client Expenses",
+    "Transportation",
+    "Utilities",
+    "Entertainment",
+    "Healthcare",
+    "Shopping",
+    "Travel",
+    "Education",
+    "Insurance",
+    "Investment",
+    "Subscriptions",
+)
+
+
+class Side(enum.StrEnum):
+    """Direction of the money movement."""
+
+    DEBIT = "debit"
+    CREDIT = "credit"
+
+
+class Stage(enum.StrEnum):
+    """Where in the pipeline a record was rejected."""
+
+    PARSE = "parse"
+    VALIDATE = "validate"
+    CATEGORISE = "categorise"
+    STORE = "store"
+
+
+@dataclass(frozen=True, slots=True)
+class SourcePosition:
+    """Where a record came from: file and line, or topic, partition and offset."""
+
+    source: str
+    line: int | None = None
+    partition: int | None = None
+    offset: int | None = None
+
+    def __str__(self) -> str:
+        if self.partition is not None:
+            return f"{self.source}[{self.partition}]@{self.offset}"
+        if self.line is not None:
+            return f"{self.source}:{self.line}"
+        return self.source
+
+
+@dataclass(frozen=True, slots=True)
+class RawRecord:
+    """A record as read from a source, before validation.
+
+    `fields` is None when the record could not even be split into fields;
+    `parse_error` then says why. `raw` is the original text, kept for the dead-letter queue.
+    """
+
+    position: SourcePosition
+    raw: str
+    fields: Mapping[str, object] | None
+    parse_error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Transaction:
+    """A validated transaction, identified by a deterministic UUID."""
+
+    id: UUID
+    source_id: str
+    description: str
+    amount: Decimal
+    timestamp: datetime
+    merchant: str | None
+    operation_type: str
+    side: Side
+
+
+@dataclass(frozen=True, slots=True)
+class Categorisation:
+    """The category the model gave a transaction."""
+
+    transaction_id: UUID
+    category: str
+    model_version: str
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    """A record that cannot be categorised, with everything needed to redrive it."""
+
+    position: SourcePosition
+    payload: str
+    reason: str
+    detail: str
+    stage: Stage
+    attempts: int = 1
+    transaction_id: UUID | None = None
+    rejected_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+
+
+@dataclass(slots=True)
+class Outcome:
+    """Counts of one use-case call; outcomes of chunks add up into a run's outcome."""
+
+    read: int = 0
+    valid: int = 0
+    categorised: int = 0
+    already_stored: int = 0
+    rejected: Counter[str] = field(default_factory=Counter)
+    categories: Counter[str] = field(default_factory=Counter)
+    warnings: Counter[str] = field(default_factory=Counter)
+    new_operation_types: Counter[str] = field(default_factory=Counter)
+
+    @property
+    def rejected_total(self) -> int:
+        return sum(self.rejected.values())
+
+    def add(self, other: Outcome) -> None:
+        """Accumulate another outcome into this one."""
+        self.read += other.read
+        self.valid += other.valid
+        self.categorised += other.categorised
+        self.already_stored += other.already_stored
+        self.rejected.update(other.rejected)
+        self.categories.update(other.categories)
+        self.warnings.update(other.warnings)
+        self.new_operation_types.update(other.new_operation_types)
+
+    def as_dict(self) -> dict[str, object]:
+        """A JSON-friendly view, for logs, the runs table and Airflow task results."""
+        return {
+            "read": self.read,
+            "valid": self.valid,
+            "categorised": self.categorised,
+            "already_stored": self.already_stored,
+            "rejected": self.rejected_total,
+            "rejected_by_reason": dict(self.rejected),
+            "categories": dict(self.categories),
+            "warnings": dict(self.warnings),
+            "new_operation_types": dict(self.new_operation_types),
+        }

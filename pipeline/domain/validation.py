@@ -1,0 +1,129 @@
+"""Turn raw records into validated transactions, or say precisely why not."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, tzinfo
+from decimal import Decimal, InvalidOperation
+from zoneinfo import ZoneInfo
+
+from pipeline.domain.errors import InvalidRecord
+from pipeline.domain.ids import transaction_uuid
+from pipeline.domain.model import RawRecord, Side, Transaction
+
+REQUIRED_FIELDS = ("id", "description", "amount", "timestamp", "operation_type", "side")
+_TEXT_FIELDS = ("id", "description", "timestamp", "merchant", "operation_type", "side")
+KNOWN_OPERATION_TYPES = frozenset({"payment", "direct_debit", "transfer", "refund"})
+_SIDES = {side.value: side for side in Side}
+_AMOUNT = re.compile(r"[+-]?\d+(?:[.,]\d{1,2})?")
+
+
+@dataclass(frozen=True)
+class ValidationRules:
+    """Bounds and defaults applied to every record."""
+
+    min_amount: Decimal = Decimal("-10000000")
+    max_amount: Decimal = Decimal("10000000")
+    default_timezone: str = "UTC"
+    max_text_length: int = 500
+    known_operation_types: frozenset[str] = field(default=KNOWN_OPERATION_TYPES)
+
+
+@dataclass(frozen=True)
+class Validated:
+    """A transaction plus the non-blocking observations made while validating it."""
+
+    transaction: Transaction
+    warnings: tuple[str, ...] = ()
+    new_operation_type: str | None = None
+
+
+class Validator:
+    """Validates raw records against the rules; raises InvalidRecord with a reason code."""
+
+    def __init__(self, rules: ValidationRules | None = None) -> None:
+        self.rules = rules or ValidationRules()
+        self._zone: tzinfo = ZoneInfo(self.rules.default_timezone)
+
+    def validate(self, record: RawRecord) -> Validated:
+        """Validate one record; the first failing field decides the reason."""
+        if record.fields is None:
+            raise InvalidRecord("malformed_row", record.parse_error or "record could not be parsed")
+        text = self._texts(record.fields)
+        amount = self._amount(record.fields.get("amount"))
+        side = self._side(text["side"])
+        transaction = Transaction(
+            id=transaction_uuid(text["id"]),
+            source_id=text["id"],
+            description=text["description"],
+            amount=amount,
+            timestamp=self._timestamp(text["timestamp"]),
+            merchant=text["merchant"] or None,
+            operation_type=text["operation_type"],
+            side=side,
+        )
+        warnings: tuple[str, ...] = ()
+        if (side is Side.DEBIT and amount > 0) or (side is Side.CREDIT and amount < 0):
+            warnings = ("sign_disagrees_with_side",)
+        unseen = transaction.operation_type not in self.rules.known_operation_types
+        return Validated(transaction, warnings, transaction.operation_type if unseen else None)
+
+    def _texts(self, values: Mapping[str, object]) -> dict[str, str]:
+        """Strip the text fields, checking presence and length in one pass."""
+        texts: dict[str, str] = {}
+        for name in _TEXT_FIELDS:
+            value = values.get(name)
+            if value is None:
+                text = ""
+            elif isinstance(value, str):
+                text = value.strip()
+            elif isinstance(value, int | float) and not isinstance(value, bool):
+                text = str(value)
+            else:
+                raise InvalidRecord("invalid_field", f"{name} must be text, not {type(value).__name__}")
+            if not text and name != "merchant":
+                raise InvalidRecord("missing_field", f"{name} is missing or empty")
+            if len(text) > self.rules.max_text_length:
+                raise InvalidRecord(
+                    "field_too_long",
+                    f"{name} has {len(text)} characters (max {self.rules.max_text_length})",
+                )
+            texts[name] = text
+        return texts
+
+    def _amount(self, value: object) -> Decimal:
+        if value is None or (isinstance(value, str) and not value.strip()):
+            raise InvalidRecord("missing_field", "amount is missing or empty")
+        if isinstance(value, bool) or not isinstance(value, str | int | float | Decimal):
+            raise InvalidRecord("invalid_amount", f"amount {value!r} is not a number")
+        text = str(value).strip()
+        if not _AMOUNT.fullmatch(text):
+            raise InvalidRecord("invalid_amount", f"amount {text[:40]!r} is not a decimal number")
+        try:
+            amount = Decimal(text.replace(",", "."))
+        except InvalidOperation as exc:  # pragma: no cover - the pattern already guards this
+            raise InvalidRecord("invalid_amount", f"amount {text!r}: {exc}") from exc
+        if not self.rules.min_amount <= amount <= self.rules.max_amount:
+            raise InvalidRecord(
+                "amount_out_of_bounds",
+                f"amount {amount} outside [{self.rules.min_amount}, {self.rules.max_amount}]",
+            )
+        return amount
+
+    def _timestamp(self, text: str) -> datetime:
+        try:
+            moment = datetime.fromisoformat(text)
+        except ValueError as exc:
+            raise InvalidRecord("invalid_timestamp", f"timestamp {text[:40]!r} is not ISO 8601") from exc
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=self._zone)
+        return moment
+
+    @staticmethod
+    def _side(text: str) -> Side:
+        side = _SIDES.get(text.lower())
+        if side is None:
+            raise InvalidRecord("invalid_side", f"side {text[:40]!r} is not debit or credit")
+        return side

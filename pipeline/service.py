@@ -1,0 +1,191 @@
+"""The one use case every entry point shares: categorise these records."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, replace
+from functools import partial
+from itertools import islice
+from typing import TypeVar
+from uuid import UUID
+
+from pipeline.domain.errors import CategoriserRejected, InvalidRecord, PermanentError
+from pipeline.domain.ids import transaction_uuid
+from pipeline.domain.model import (
+    Categorisation,
+    Outcome,
+    RawRecord,
+    Rejection,
+    Stage,
+    Transaction,
+)
+from pipeline.domain.ports import Categoriser, DeadLetterSink, TransactionStore
+from pipeline.domain.validation import Validated, Validator
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+Pairs = list[tuple[Transaction, Categorisation]]
+
+
+@dataclass(frozen=True)
+class UseCaseOptions:
+    """How records are grouped and how repeated ids are treated."""
+
+    ml_batch_size: int = 1000
+    ml_concurrency: int = 2
+    # A file must not repeat an id (the later row is rejected); a stream may replay an event,
+    # which is then an idempotent upsert, so within one micro-batch the last occurrence wins.
+    reject_duplicate_ids: bool = True
+
+
+class CategoriseRecords:
+    """Validate → skip already stored → categorise in sub-batches → upsert → dead-letter rejects.
+
+    One instance spans one run: with `reject_duplicate_ids` it remembers the ids already seen
+    so that a repeated id is rejected across chunks of the same file.
+    """
+
+    def __init__(
+        self,
+        categoriser: Categoriser,
+        store: TransactionStore,
+        dead_letters: DeadLetterSink,
+        validator: Validator | None = None,
+        options: UseCaseOptions | None = None,
+    ) -> None:
+        self.categoriser = categoriser
+        self.store = store
+        self.dead_letters = dead_letters
+        self.validator = validator or Validator()
+        self.options = options or UseCaseOptions()
+        self.seen_ids: set[UUID] = set()
+
+    def __call__(self, records: Iterable[RawRecord]) -> Outcome:
+        """Process one chunk; transient errors propagate and nothing of the chunk is lost."""
+        outcome = Outcome()
+        valid, rejections = self._validate(records, outcome)
+        stored = self.store.categorised_ids(list(valid)) if valid else set()
+        todo = [transaction for transaction, _ in valid.values() if transaction.id not in stored]
+        outcome.already_stored = len(valid) - len(todo)
+        pairs, refused = self._categorise_all(todo, valid)
+        rejections.extend(refused)
+        if pairs:
+            self.store.save(pairs)
+        if rejections:
+            self.dead_letters.send(rejections)
+        outcome.categorised = len(pairs)
+        outcome.categories.update(c.category for _, c in pairs)
+        outcome.rejected.update(r.reason for r in rejections)
+        return outcome
+
+    def _validate(
+        self, records: Iterable[RawRecord], outcome: Outcome
+    ) -> tuple[dict[UUID, tuple[Transaction, RawRecord]], list[Rejection]]:
+        by_id: dict[UUID, tuple[Transaction, RawRecord]] = {}
+        rejections: list[Rejection] = []
+        for record in records:
+            outcome.read += 1
+            try:
+                checked = self._check(record)
+            except InvalidRecord as exc:
+                stage = Stage.PARSE if exc.reason == "malformed_row" else Stage.VALIDATE
+                rejections.append(_reject(record, exc.reason, exc.detail, stage))
+                continue
+            self._observe(checked, outcome)
+            by_id[checked.transaction.id] = (checked.transaction, record)
+        outcome.valid = len(by_id)
+        return by_id, rejections
+
+    def _check(self, record: RawRecord) -> Validated:
+        seen_before = False
+        if self.options.reject_duplicate_ids:
+            source_id = _source_id(record)
+            if source_id:
+                key = transaction_uuid(source_id)
+                seen_before = key in self.seen_ids
+                self.seen_ids.add(key)
+        checked = self.validator.validate(record)
+        if seen_before:
+            raise InvalidRecord(
+                "duplicate_id", f"id {checked.transaction.source_id!r} appeared on an earlier row"
+            )
+        return checked
+
+    @staticmethod
+    def _observe(checked: Validated, outcome: Outcome) -> None:
+        outcome.warnings.update(checked.warnings)
+        if checked.new_operation_type:
+            outcome.new_operation_types[checked.new_operation_type] += 1
+
+    def _categorise_all(
+        self, todo: list[Transaction], valid: dict[UUID, tuple[Transaction, RawRecord]]
+    ) -> tuple[Pairs, list[Rejection]]:
+        batches = list(_batched(todo, self.options.ml_batch_size))
+        work = partial(self._categorise_bisecting, valid=valid)
+        if len(batches) > 1 and self.options.ml_concurrency > 1:
+            with ThreadPoolExecutor(self.options.ml_concurrency, "categorise") as pool:
+                results = list(pool.map(work, batches))
+        else:
+            results = [work(batch) for batch in batches]
+        pairs = [pair for done, _ in results for pair in done]
+        refused = [rejection for _, failed in results for rejection in failed]
+        return pairs, refused
+
+    def _categorise_bisecting(
+        self, batch: Sequence[Transaction], valid: dict[UUID, tuple[Transaction, RawRecord]]
+    ) -> tuple[Pairs, list[Rejection]]:
+        """Categorise a batch; when the model refuses it, split it to isolate the bad records."""
+        try:
+            categorisations = self.categoriser.categorise(batch)
+        except PermanentError as exc:
+            if len(batch) == 1:
+                record = valid[batch[0].id][1]
+                reason = (
+                    "rejected_by_model" if isinstance(exc, CategoriserRejected) else "bad_model_answer"
+                )
+                rejection = _reject(record, reason, str(exc), Stage.CATEGORISE)
+                return [], [replace(rejection, transaction_id=batch[0].id)]
+            logger.warning("ML API refused a batch of %d, bisecting: %s", len(batch), exc)
+            middle = len(batch) // 2
+            left = self._categorise_bisecting(batch[:middle], valid)
+            right = self._categorise_bisecting(batch[middle:], valid)
+            return left[0] + right[0], left[1] + right[1]
+        return list(zip(batch, categorisations, strict=True)), []
+
+
+def run_chunked(
+    records: Iterable[RawRecord],
+    use_case: Callable[[Iterable[RawRecord]], Outcome],
+    chunk_size: int,
+    on_chunk: Callable[[Outcome], None] | None = None,
+) -> Outcome:
+    """Feed a record stream to the use case chunk by chunk and add up the outcomes."""
+    total = Outcome()
+    for chunk in _batched(records, chunk_size):
+        outcome = use_case(chunk)
+        total.add(outcome)
+        if on_chunk:
+            on_chunk(outcome)
+    return total
+
+
+def _batched(items: Iterable[T], size: int) -> Iterator[list[T]]:
+    iterator = iter(items)
+    while batch := list(islice(iterator, size)):
+        yield batch
+
+
+def _source_id(record: RawRecord) -> str:
+    if record.fields is None:
+        return ""
+    value = record.fields.get("id")
+    return str(value).strip() if isinstance(value, str | int) and not isinstance(value, bool) else ""
+
+
+def _reject(record: RawRecord, reason: str, detail: str, stage: Stage) -> Rejection:
+    return Rejection(
+        position=record.position, payload=record.raw, reason=reason, detail=detail, stage=stage
+    )

@@ -1,0 +1,126 @@
+from collections.abc import Iterator
+
+import pytest
+
+from pipeline.domain.errors import CategoriserUnavailable
+from pipeline.domain.ids import transaction_uuid
+from pipeline.domain.model import RawRecord, SourcePosition, Stage
+from pipeline.service import CategoriseRecords, UseCaseOptions, run_chunked
+from tests.fakes import FakeCategoriser, InMemoryStore, rule
+
+
+def rows(n: int, start: int = 1, **changes: object) -> list[RawRecord]:
+    return [
+        RawRecord(
+            SourcePosition("t.csv", line=i + 1),
+            f"raw {i}",
+            {
+                "id": str(i),
+                "description": "Purchase",
+                "amount": "-10,00",
+                "timestamp": "2023-01-01 10:00:00",
+                "merchant": "Lidl",
+                "operation_type": "payment",
+                "side": "debit",
+                **changes,
+            },
+        )
+        for i in range(start, start + n)
+    ]
+
+
+def make(store: InMemoryStore, categoriser: FakeCategoriser | None = None, **options: object):
+    return CategoriseRecords(
+        categoriser or FakeCategoriser(), store, store, options=UseCaseOptions(**options)
+    )
+
+
+def test_valid_records_are_categorised_with_the_rule_and_stored() -> None:
+    store = InMemoryStore()
+    outcome = make(store, ml_batch_size=7)(rows(20))
+    assert (outcome.read, outcome.valid, outcome.categorised, outcome.rejected_total) == (20, 20, 20, 0)
+    assert len(store.categorisations) == 20
+    assert all(c.category == rule(tid) for tid, c in store.categorisations.items())
+    assert sum(outcome.categories.values()) == 20
+
+
+def test_invalid_records_are_dead_lettered_with_reason_and_position() -> None:
+    store = InMemoryStore()
+    records = rows(3) + rows(1, start=4, amount="abc") + rows(1, start=5, side="up")
+    outcome = make(store)(records)
+    assert outcome.categorised == 3
+    assert outcome.rejected == {"invalid_amount": 1, "invalid_side": 1}
+    reasons = {(str(r.position), r.reason, r.stage) for r in store.dead_letters.values()}
+    assert reasons == {("t.csv:5", "invalid_amount", Stage.VALIDATE), ("t.csv:6", "invalid_side", Stage.VALIDATE)}
+    assert {r.payload for r in store.dead_letters.values()} == {"raw 4", "raw 5"}
+
+
+def test_repeated_id_in_a_file_is_rejected_across_chunks() -> None:
+    store = InMemoryStore()
+    use_case = make(store)
+    outcome = run_chunked(iter(rows(5) + rows(2, start=2)), use_case, chunk_size=3)
+    assert outcome.read == 7
+    assert outcome.categorised == 5
+    assert outcome.rejected == {"duplicate_id": 2}
+
+
+def test_stream_mode_treats_a_replayed_event_as_the_same_transaction() -> None:
+    store = InMemoryStore()
+    outcome = make(store, reject_duplicate_ids=False)(rows(3) + rows(3))
+    assert outcome.rejected_total == 0
+    assert outcome.valid == 3
+    assert len(store.categorisations) == 3
+
+
+def test_records_already_stored_are_not_sent_to_the_model_again() -> None:
+    store = InMemoryStore()
+    make(store)(rows(10))
+    categoriser = FakeCategoriser()
+    outcome = make(store, categoriser)(rows(12))
+    assert outcome.already_stored == 10
+    assert outcome.categorised == 2
+    assert categoriser.calls == [2]
+    assert len(store.categorisations) == 12
+
+
+def test_refused_batch_is_bisected_so_only_the_bad_record_is_dead_lettered() -> None:
+    store = InMemoryStore()
+    categoriser = FakeCategoriser(refuse={"13"})
+    outcome = make(store, categoriser, ml_batch_size=16, ml_concurrency=1)(rows(32))
+    assert outcome.categorised == 31
+    assert outcome.rejected == {"rejected_by_model": 1}
+    [letter] = store.dead_letters.values()
+    assert letter.stage is Stage.CATEGORISE
+    assert letter.transaction_id == transaction_uuid("13")
+    assert transaction_uuid("13") not in store.categorisations
+
+
+def test_transient_failure_propagates_and_stores_nothing_of_the_chunk() -> None:
+    store = InMemoryStore()
+    with pytest.raises(CategoriserUnavailable):
+        make(store, FakeCategoriser(fail_first=1))(rows(5))
+    assert store.categorisations == {}
+    assert store.dead_letters == {}
+
+
+def test_rerun_after_a_failed_chunk_completes_exactly() -> None:
+    store = InMemoryStore()
+
+    def source() -> Iterator[RawRecord]:
+        yield from rows(10) + rows(1, start=11, amount="x")
+
+    categoriser = FakeCategoriser(fail_first=0)
+    first = make(store, categoriser)
+    run_chunked(source(), first, chunk_size=4)
+    again = run_chunked(source(), make(store), chunk_size=4)
+    assert again.already_stored == 10
+    assert again.categorised == 0
+    assert len(store.categorisations) == 10
+    assert len(store.dead_letters) == 1
+
+
+def test_concurrent_sub_batches_give_the_same_result_as_sequential() -> None:
+    one, many = InMemoryStore(), InMemoryStore()
+    make(one, ml_batch_size=10, ml_concurrency=1)(rows(95))
+    make(many, ml_batch_size=10, ml_concurrency=4)(rows(95))
+    assert one.categorisations == many.categorisations
