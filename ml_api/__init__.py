@@ -1,0 +1,1 @@
+"""Transaction categorisation ML prediction service (FastAPI)."""
