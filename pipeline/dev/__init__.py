@@ -1,0 +1,1 @@
+"""Local development services (a real Kafka broker) for tests and the command line."""
