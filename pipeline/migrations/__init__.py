@@ -1,0 +1,1 @@
+"""Alembic migrations of the pipeline database (run through pipeline.adapters.postgres_schema)."""
