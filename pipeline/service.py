@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
 from functools import partial
 from itertools import islice
 from typing import TypeVar
@@ -41,6 +41,16 @@ class UseCaseOptions:
     reject_duplicate_ids: bool = True
 
 
+@dataclass
+class PreparedChunk:
+    """A validated chunk waiting to be categorised and stored."""
+
+    outcome: Outcome = field(default_factory=Outcome)
+    valid: dict[UUID, tuple[Transaction, RawRecord]] = field(default_factory=dict)
+    rejections: list[Rejection] = field(default_factory=list)
+    todo: list[Transaction] = field(default_factory=list)
+
+
 class CategoriseRecords:
     """Validate → skip already stored → categorise in sub-batches → upsert → dead-letter rejects.
 
@@ -61,57 +71,67 @@ class CategoriseRecords:
         self.dead_letters = dead_letters
         self.validator = validator or Validator()
         self.options = options or UseCaseOptions()
-        self.seen_ids: set[UUID] = set()
+        self.seen_ids: set[int] = set()  # UUID ints: half the memory of UUID objects
+
+    def remember_ids(self, records: Iterable[RawRecord]) -> None:
+        """Mark the ids of earlier rows as seen, when a run starts in the middle of a file."""
+        for record in records:
+            source_id = _source_id(record)
+            if source_id:
+                self.seen_ids.add(transaction_uuid(source_id).int)
 
     def __call__(self, records: Iterable[RawRecord]) -> Outcome:
         """Process one chunk; transient errors propagate and nothing of the chunk is lost."""
-        outcome = Outcome()
-        valid, rejections = self._validate(records, outcome)
-        stored = self.store.categorised_ids(list(valid)) if valid else set()
-        todo = [transaction for transaction, _ in valid.values() if transaction.id not in stored]
-        outcome.already_stored = len(valid) - len(todo)
-        pairs, refused = self._categorise_all(todo, valid)
-        rejections.extend(refused)
+        return self.complete(self.prepare(records))
+
+    def prepare(self, records: Iterable[RawRecord]) -> PreparedChunk:
+        """Validate a chunk and drop what is already stored (in source order: duplicates)."""
+        chunk = PreparedChunk()
+        for record in records:
+            chunk.outcome.read += 1
+            try:
+                checked = self._check(record)
+            except InvalidRecord as exc:
+                stage = Stage.PARSE if record.fields is None else Stage.VALIDATE
+                chunk.rejections.append(_reject(record, exc.reason, exc.detail, stage))
+                continue
+            self._observe(checked, chunk.outcome)
+            chunk.valid[checked.transaction.id] = (checked.transaction, record)
+        chunk.outcome.valid = len(chunk.valid)
+        stored = self.store.categorised_ids(list(chunk.valid)) if chunk.valid else set()
+        chunk.todo = [t for t, _ in chunk.valid.values() if t.id not in stored]
+        chunk.outcome.already_stored = len(chunk.valid) - len(chunk.todo)
+        return chunk
+
+    def complete(self, chunk: PreparedChunk) -> Outcome:
+        """Categorise, store and dead-letter a prepared chunk; safe to run off the main thread."""
+        pairs, refused = self._categorise_all(chunk.todo, chunk.valid)
+        rejections = chunk.rejections + refused
         if pairs:
             self.store.save(pairs)
         if rejections:
             self.dead_letters.send(rejections)
+        outcome = chunk.outcome
         outcome.categorised = len(pairs)
         outcome.categories.update(c.category for _, c in pairs)
         outcome.rejected.update(r.reason for r in rejections)
         return outcome
 
-    def _validate(
-        self, records: Iterable[RawRecord], outcome: Outcome
-    ) -> tuple[dict[UUID, tuple[Transaction, RawRecord]], list[Rejection]]:
-        by_id: dict[UUID, tuple[Transaction, RawRecord]] = {}
-        rejections: list[Rejection] = []
-        for record in records:
-            outcome.read += 1
-            try:
-                checked = self._check(record)
-            except InvalidRecord as exc:
-                stage = Stage.PARSE if exc.reason == "malformed_row" else Stage.VALIDATE
-                rejections.append(_reject(record, exc.reason, exc.detail, stage))
-                continue
-            self._observe(checked, outcome)
-            by_id[checked.transaction.id] = (checked.transaction, record)
-        outcome.valid = len(by_id)
-        return by_id, rejections
-
     def _check(self, record: RawRecord) -> Validated:
-        seen_before = False
-        if self.options.reject_duplicate_ids:
-            source_id = _source_id(record)
-            if source_id:
-                key = transaction_uuid(source_id)
-                seen_before = key in self.seen_ids
-                self.seen_ids.add(key)
-        checked = self.validator.validate(record)
-        if seen_before:
+        """Validate, then reject an id already met earlier in this run (valid or not)."""
+        if not self.options.reject_duplicate_ids:
+            return self.validator.validate(record)
+        try:
+            checked = self.validator.validate(record)
+        except InvalidRecord:
+            self.remember_ids((record,))
+            raise
+        key = checked.transaction.id.int
+        if key in self.seen_ids:
             raise InvalidRecord(
                 "duplicate_id", f"id {checked.transaction.source_id!r} appeared on an earlier row"
             )
+        self.seen_ids.add(key)
         return checked
 
     @staticmethod
@@ -146,7 +166,7 @@ class CategoriseRecords:
                 reason = (
                     "rejected_by_model" if isinstance(exc, CategoriserRejected) else "bad_model_answer"
                 )
-                rejection = _reject(record, reason, str(exc), Stage.CATEGORISE)
+                rejection = _reject(record, reason, str(exc), Stage.CATEGORISE, type(exc).__name__)
                 return [], [replace(rejection, transaction_id=batch[0].id)]
             logger.warning("ML API refused a batch of %d, bisecting: %s", len(batch), exc)
             middle = len(batch) // 2
@@ -158,18 +178,33 @@ class CategoriseRecords:
 
 def run_chunked(
     records: Iterable[RawRecord],
-    use_case: Callable[[Iterable[RawRecord]], Outcome],
+    use_case: CategoriseRecords,
     chunk_size: int,
     on_chunk: Callable[[Outcome], None] | None = None,
 ) -> Outcome:
-    """Feed a record stream to the use case chunk by chunk and add up the outcomes."""
+    """Feed a record stream to the use case chunk by chunk and add up the outcomes.
+
+    Validation of chunk N+1 (this thread) overlaps with categorising and storing chunk N
+    (one worker thread), so the ML API, PostgreSQL and this process work at the same time.
+    Chunks complete in order; on an error the chunks in flight finish or fail, none is skipped.
+    """
     total = Outcome()
-    for chunk in _batched(records, chunk_size):
-        outcome = use_case(chunk)
-        total.add(outcome)
-        if on_chunk:
-            on_chunk(outcome)
+    with ThreadPoolExecutor(1, "complete") as worker:
+        in_flight: Future[Outcome] | None = None
+        for chunk in _batched(records, chunk_size):
+            prepared = use_case.prepare(chunk)
+            if in_flight is not None:
+                _done(in_flight.result(), total, on_chunk)
+            in_flight = worker.submit(use_case.complete, prepared)
+        if in_flight is not None:
+            _done(in_flight.result(), total, on_chunk)
     return total
+
+
+def _done(outcome: Outcome, total: Outcome, on_chunk: Callable[[Outcome], None] | None) -> None:
+    total.add(outcome)
+    if on_chunk:
+        on_chunk(outcome)
 
 
 def _batched(items: Iterable[T], size: int) -> Iterator[list[T]]:
@@ -185,7 +220,10 @@ def _source_id(record: RawRecord) -> str:
     return str(value).strip() if isinstance(value, str | int) and not isinstance(value, bool) else ""
 
 
-def _reject(record: RawRecord, reason: str, detail: str, stage: Stage) -> Rejection:
+def _reject(
+    record: RawRecord, reason: str, detail: str, stage: Stage, error: str = "InvalidRecord"
+) -> Rejection:
     return Rejection(
-        position=record.position, payload=record.raw, reason=reason, detail=detail, stage=stage
+        position=record.position, payload=record.raw, reason=reason, detail=detail, stage=stage,
+        error=error, attempts=record.replays + 1, key=record.key, replays=record.replays,
     )

@@ -117,3 +117,13 @@ def _record(
     if error is not None:
         return RawRecord(position, raw, None, error)
     return RawRecord(position, raw, dict(zip(header, row, strict=True)))
+
+
+def estimate_rows(path: Path) -> int:
+    """Physical lines minus the header: a quick total for progress bars."""
+    with open(path, "rb") as handle:
+        newlines = sum(block.count(b"\n") for block in iter(lambda: handle.read(1 << 20), b""))
+    with open(path, "rb") as handle:
+        handle.seek(max(path.stat().st_size - 1, 0))
+        unterminated = handle.read(1) not in (b"\n", b"")
+    return max(newlines + int(unterminated) - 1, 0)

@@ -74,6 +74,10 @@ class RawRecord:
     raw: str
     fields: Mapping[str, object] | None
     parse_error: str | None = None
+    parse_reason: str = "malformed_row"
+    key: str | None = None
+    replays: int = 0  # how many times a redrive already sent this record back
+    event_time: float | None = None  # epoch seconds the event was produced, when known
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,8 +112,11 @@ class Rejection:
     reason: str
     detail: str
     stage: Stage
+    error: str = "InvalidRecord"
     attempts: int = 1
     transaction_id: UUID | None = None
+    key: str | None = None
+    replays: int = 0
     rejected_at: datetime = field(default_factory=lambda: datetime.now(UTC))
 
 

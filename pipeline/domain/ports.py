@@ -47,3 +47,31 @@ class DeadLetterSink(Protocol):
     def send(self, rejections: Iterable[Rejection]) -> None:
         """Park the rejections durably (idempotent for the same record and position)."""
         ...
+
+
+class RecordStream(Protocol):
+    """A partitioned log of raw records consumed by a group (Kafka), committed explicitly."""
+
+    def poll(self, max_records: int, timeout_s: float) -> list[RawRecord]:
+        """Up to `max_records` records, waiting at most `timeout_s` for the first."""
+        ...
+
+    def commit(self, records: Sequence[RawRecord]) -> None:
+        """Durably mark these records (and everything before them in their partitions) done."""
+        ...
+
+    def owns(self, record: RawRecord) -> bool:
+        """Whether this consumer still owns the record's partition (false after a revoke)."""
+        ...
+
+    def pause(self) -> None:
+        """Stop fetching while a dependency is down, but stay in the group."""
+        ...
+
+    def resume(self) -> None:
+        """Fetch again."""
+        ...
+
+    def idle(self, seconds: float) -> None:
+        """Wait while serving group membership (heartbeats, rebalances)."""
+        ...

@@ -50,7 +50,7 @@ class Validator:
     def validate(self, record: RawRecord) -> Validated:
         """Validate one record; the first failing field decides the reason."""
         if record.fields is None:
-            raise InvalidRecord("malformed_row", record.parse_error or "record could not be parsed")
+            raise InvalidRecord(record.parse_reason, record.parse_error or "record could not be parsed")
         text = self._texts(record.fields)
         amount = self._amount(record.fields.get("amount"))
         side = self._side(text["side"])

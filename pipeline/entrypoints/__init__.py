@@ -1,0 +1,1 @@
+"""Entry points: parse arguments, load settings, build adapters, run."""
