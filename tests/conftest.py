@@ -98,3 +98,19 @@ def empty_postgres_url(postgres_server: EmbeddedPostgres) -> Iterator[str]:
     name = f"empty_{uuid4().hex[:12]}"
     yield embedded_pg.create_database(postgres_server.url, name)
     embedded_pg.drop_database(postgres_server.url, name)
+
+
+# --- Kafka: one real broker per session, topics and groups unique per test ------------------
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap() -> Iterator[str]:
+    """A real single-node Kafka broker (KRaft) from Kafka's jars."""
+    from pipeline.dev.kafka_broker import KafkaBroker
+
+    root = Path(tempfile.mkdtemp(prefix="txcat-kafka-tests-"))
+    broker = KafkaBroker(root / "broker")
+    bootstrap = broker.start(timeout=180)
+    yield bootstrap
+    broker.stop()
+    shutil.rmtree(root, ignore_errors=True)

@@ -189,14 +189,23 @@ def _dead_letter_row(rejection: Rejection) -> dict[str, object]:
         "offset": pos.offset,
         "stage": rejection.stage.value,
         "reason": rejection.reason,
-        "detail": rejection.detail,
-        "payload": rejection.payload,
+        "detail": pg_text(rejection.detail),
+        "payload": pg_text(rejection.payload),
         "error": rejection.error,
-        "key": rejection.key,
+        "key": pg_text(rejection.key) if rejection.key is not None else None,
         "replays": rejection.replays,
         "attempts": rejection.attempts,
         "failed_at": rejection.rejected_at,
     }
+
+
+def pg_text(text: str) -> str:
+    """Text PostgreSQL accepts: undecodable bytes and NUL escaped (poison must not jam the DLQ)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        text = text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    return text.replace("\x00", "\\x00")
 
 
 def _json(value: object) -> str:

@@ -161,3 +161,14 @@ class Outcome:
             "warnings": dict(self.warnings),
             "new_operation_types": dict(self.new_operation_types),
         }
+
+
+@dataclass(frozen=True, slots=True)
+class ParkedRecord:
+    """A dead letter as stored, ready to be redriven."""
+
+    id: int
+    key: str | None
+    payload: str
+    reason: str
+    replays: int

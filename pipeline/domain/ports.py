@@ -3,10 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
+from datetime import datetime
 from typing import Protocol
 from uuid import UUID
 
-from pipeline.domain.model import Categorisation, RawRecord, Rejection, Transaction
+from pipeline.domain.model import (
+    Categorisation,
+    ParkedRecord,
+    RawRecord,
+    Rejection,
+    Transaction,
+)
 
 
 class TransactionSource(Protocol):
@@ -74,4 +81,24 @@ class RecordStream(Protocol):
 
     def idle(self, seconds: float) -> None:
         """Wait while serving group membership (heartbeats, rebalances)."""
+        ...
+
+
+class DeadLetterStore(Protocol):
+    """The dead letters parked in the database, for redrive."""
+
+    def pending(self, reason: str | None, since: datetime | None) -> list[ParkedRecord]:
+        """Pending dead letters that came from the stream, oldest first."""
+        ...
+
+    def mark(self, ids: Sequence[int], status: str) -> None:
+        """Set the status (redriven, quarantined) of these dead letters."""
+        ...
+
+
+class Republisher(Protocol):
+    """Sends records back onto the main stream."""
+
+    def republish(self, records: Sequence[ParkedRecord]) -> None:
+        """Publish every record with its replay count + 1; returns once all are acknowledged."""
         ...

@@ -1,0 +1,139 @@
+"""The streaming use case: micro-batches from a record stream through the shared use case.
+
+Delivery: at least once into an idempotent store, so effectively once. A batch's offsets are
+committed only after its rows and dead letters are durable. Transient failures pause the stream
+and retry the same batch with back-off until the dependency is back; nothing is dead-lettered
+for them, nothing is committed meanwhile.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from tenacity import (
+    RetryCallState,
+    Retrying,
+    retry_if_exception_type,
+    stop_when_event_set,
+    wait_exponential_jitter,
+)
+
+from pipeline.domain.errors import TransientError
+from pipeline.domain.model import Outcome, RawRecord
+from pipeline.domain.ports import RecordStream
+
+logger = logging.getLogger(__name__)
+
+
+class StreamObserver(Protocol):
+    """What the stream loop reports (metrics)."""
+
+    def batch_done(self, records: Sequence[RawRecord], outcome: Outcome, seconds: float) -> None: ...
+
+    def retrying(self, error: BaseException) -> None: ...
+
+    def paused(self, paused: bool) -> None: ...
+
+
+class NullObserver:
+    """Reports nothing."""
+
+    def batch_done(self, records: Sequence[RawRecord], outcome: Outcome, seconds: float) -> None:
+        return None
+
+    def retrying(self, error: BaseException) -> None:
+        return None
+
+    def paused(self, paused: bool) -> None:
+        return None
+
+
+@dataclass(frozen=True)
+class StreamOptions:
+    """Micro-batch size and the back-off used while a dependency is down."""
+
+    max_records: int = 2000
+    max_wait_s: float = 0.2
+    backoff_initial_s: float = 0.5
+    backoff_max_s: float = 10.0
+
+
+class StreamProcessor:
+    """Runs until `stop` is set: poll → process → commit, pausing during outages."""
+
+    def __init__(
+        self,
+        stream: RecordStream,
+        process: Callable[[Sequence[RawRecord]], Outcome],
+        options: StreamOptions | None = None,
+        observer: StreamObserver | None = None,
+    ) -> None:
+        self.stream = stream
+        self.process = process
+        self.options = options or StreamOptions()
+        self.observer = observer or NullObserver()
+        self.stop = threading.Event()
+        self.total = Outcome()
+        self._paused = False
+
+    def run(self) -> Outcome:
+        """Consume until stopped; the batch in hand is finished and committed first."""
+        while not self.stop.is_set():
+            batch = self.stream.poll(self.options.max_records, self.options.max_wait_s)
+            if batch:
+                try:
+                    self._handle(batch)
+                except TransientError:
+                    logger.warning("stopping during an outage: batch left uncommitted for replay")
+                    break
+        return self.total
+
+    def _handle(self, batch: list[RawRecord]) -> None:
+        started = time.monotonic()
+        retrying = Retrying(
+            retry=retry_if_exception_type(TransientError),
+            wait=wait_exponential_jitter(
+                multiplier=self.options.backoff_initial_s, max=self.options.backoff_max_s
+            ),
+            stop=stop_when_event_set(self.stop),
+            sleep=self.stream.idle,
+            before_sleep=self._before_sleep,
+            reraise=True,
+        )
+        done = retrying(self._process_owned, batch)
+        if self._paused:
+            self.stream.resume()
+            self._paused = False
+            self.observer.paused(False)
+            logger.info("dependency back: stream resumed")
+        if done is not None:
+            records, outcome = done
+            self.total.add(outcome)
+            self.observer.batch_done(records, outcome, time.monotonic() - started)
+
+    def _process_owned(self, batch: list[RawRecord]) -> tuple[list[RawRecord], Outcome] | None:
+        # After a rebalance during an outage, records of partitions we lost belong to another
+        # consumer now: drop them (their offsets were not committed, the new owner replays them).
+        owned = [record for record in batch if self.stream.owns(record)]
+        if not owned:
+            return None
+        outcome = self.process(owned)
+        self.stream.commit(owned)
+        return owned, outcome
+
+    def _before_sleep(self, state: RetryCallState) -> None:
+        error = state.outcome.exception() if state.outcome else None
+        if not self._paused:
+            self.stream.pause()
+            self._paused = True
+            self.observer.paused(True)
+        self.observer.retrying(error or RuntimeError("unknown"))
+        logger.warning(
+            "transient failure (attempt %d), stream paused, retrying in %.1fs: %s",
+            state.attempt_number, state.upcoming_sleep, error,
+        )
