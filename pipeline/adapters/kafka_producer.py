@@ -48,6 +48,13 @@ class KafkaDeadLetterQueue:
 
         try:
             for rejection in rejections:
+                position = rejection.position
+                logger.warning(
+                    "dead-lettered %s[%s]@%s: %s (%s)", position.source, position.partition,
+                    position.offset, rejection.reason, rejection.detail[:200],
+                    extra={"topic": position.source, "partition": position.partition,
+                           "offset": position.offset, "reason": rejection.reason},
+                )
                 self.producer.produce(
                     self.topic,
                     key=rejection.key.encode() if rejection.key else None,
