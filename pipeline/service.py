@@ -164,7 +164,9 @@ class CategoriseRecords:
             if len(batch) == 1:
                 record = valid[batch[0].id][1]
                 reason = (
-                    "rejected_by_model" if isinstance(exc, CategoriserRejected) else "bad_model_answer"
+                    "rejected_by_model"
+                    if isinstance(exc, CategoriserRejected)
+                    else "bad_model_answer"
                 )
                 rejection = _reject(record, reason, str(exc), Stage.CATEGORISE, type(exc).__name__)
                 return [], [replace(rejection, transaction_id=batch[0].id)]
@@ -217,13 +219,22 @@ def _source_id(record: RawRecord) -> str:
     if record.fields is None:
         return ""
     value = record.fields.get("id")
-    return str(value).strip() if isinstance(value, str | int) and not isinstance(value, bool) else ""
+    return (
+        str(value).strip() if isinstance(value, str | int) and not isinstance(value, bool) else ""
+    )
 
 
 def _reject(
     record: RawRecord, reason: str, detail: str, stage: Stage, error: str = "InvalidRecord"
 ) -> Rejection:
     return Rejection(
-        position=record.position, payload=record.raw, reason=reason, detail=detail, stage=stage,
-        error=error, attempts=record.replays + 1, key=record.key, replays=record.replays,
+        position=record.position,
+        payload=record.raw,
+        reason=reason,
+        detail=detail,
+        stage=stage,
+        error=error,
+        attempts=record.replays + 1,
+        key=record.key,
+        replays=record.replays,
     )

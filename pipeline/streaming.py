@@ -33,7 +33,9 @@ logger = logging.getLogger(__name__)
 class StreamObserver(Protocol):
     """What the stream loop reports (metrics)."""
 
-    def batch_done(self, records: Sequence[RawRecord], outcome: Outcome, seconds: float) -> None: ...
+    def batch_done(
+        self, records: Sequence[RawRecord], outcome: Outcome, seconds: float
+    ) -> None: ...
 
     def retrying(self, error: BaseException) -> None: ...
 
@@ -135,5 +137,7 @@ class StreamProcessor:
         self.observer.retrying(error or RuntimeError("unknown"))
         logger.warning(
             "transient failure (attempt %d), stream paused, retrying in %.1fs: %s",
-            state.attempt_number, state.upcoming_sleep, error,
+            state.attempt_number,
+            state.upcoming_sleep,
+            error,
         )

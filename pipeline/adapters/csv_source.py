@@ -51,11 +51,16 @@ class CsvTransactionSource:
         with _open(self.path) as handle:
             header_line = handle.readline()
             delimiter = sniff_delimiter(header_line)
-            header = [name.strip().lower() for name in next(csv.reader([header_line], delimiter=delimiter))]
+            header = [
+                name.strip().lower()
+                for name in next(csv.reader([header_line], delimiter=delimiter))
+            ]
             _check_header(self.path, header)
             yield from self._rows(handle, header, delimiter)
 
-    def _rows(self, handle: io.TextIOWrapper, header: list[str], delimiter: str) -> Iterator[RawRecord]:
+    def _rows(
+        self, handle: io.TextIOWrapper, header: list[str], delimiter: str
+    ) -> Iterator[RawRecord]:
         tap = _LineTap(handle)
         reader = csv.reader(tap, delimiter=delimiter, strict=True)
         source, width, line = str(self.path), len(header), 2
@@ -104,7 +109,13 @@ def _check_header(path: Path, header: list[str]) -> None:
 
 
 def _record(
-    source: str, line: int, raw: str, header: list[str], row: list[str], width: int, error: str | None
+    source: str,
+    line: int,
+    raw: str,
+    header: list[str],
+    row: list[str],
+    width: int,
+    error: str | None,
 ) -> RawRecord:
     position = SourcePosition(source, line=line)
     try:

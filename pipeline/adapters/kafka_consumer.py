@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
+from functools import partial
 from typing import Any
 
 import orjson
@@ -43,8 +44,12 @@ class KafkaRecordStream:
         self.consumer = Consumer(config)
         self.owned: set[int] = set()
         self._paused = False
-        self.consumer.subscribe([self.topic], on_assign=self._on_assign, on_revoke=self._on_revoke,
-                                on_lost=self._on_revoke)
+        self.consumer.subscribe(
+            [self.topic],
+            on_assign=self._on_assign,
+            on_revoke=self._on_revoke,
+            on_lost=self._on_revoke,
+        )
 
     def poll(self, max_records: int, timeout_s: float) -> list[RawRecord]:
         """Up to `max_records` records; broker-side errors are logged, never raised here."""
@@ -56,7 +61,9 @@ class KafkaRecordStream:
         for message in messages:
             error = message.error()
             if error is not None:
-                logger.warning("consume error on %s[%s]: %s", message.topic(), message.partition(), error)
+                logger.warning(
+                    "consume error on %s[%s]: %s", message.topic(), message.partition(), error
+                )
                 continue
             records.append(to_record(message))
         return records
@@ -95,7 +102,8 @@ class KafkaRecordStream:
             if message is not None and message.error() is None:
                 # Fetched before the pause took effect: not processed, not committed, so the
                 # partition's committed offset still covers it; rewind so it is fetched again.
-                self.consumer.seek(TopicPartition(message.topic(), message.partition(), message.offset()))
+                partition, offset = message.partition() or 0, message.offset() or 0
+                self.consumer.seek(TopicPartition(self.topic, partition, offset))
 
     def lag(self) -> dict[int, int]:
         """Per owned partition: high watermark minus committed position."""
@@ -131,24 +139,29 @@ class KafkaRecordStream:
 
 def to_record(message: Message) -> RawRecord:
     """A Kafka message as a raw record: JSON object fields, or a parse error saying why not."""
-    position = SourcePosition(message.topic(), partition=message.partition(), offset=message.offset())
+    position = SourcePosition(
+        message.topic() or "", partition=message.partition(), offset=message.offset()
+    )
     key_bytes, value = message.key(), message.value()
-    key = key_bytes.decode("utf-8", "backslashreplace") if key_bytes is not None else None
     headers = dict(message.headers() or [])
-    replays = int(headers.get(REDRIVE_HEADER, b"0") or 0)
     stamp_type, stamp = message.timestamp()
-    common = {"key": key, "replays": replays, "event_time": stamp / 1000 if stamp_type else None}
+    record = partial(
+        RawRecord,
+        position,
+        key=key_bytes.decode("utf-8", "backslashreplace") if key_bytes is not None else None,
+        replays=int(headers.get(REDRIVE_HEADER) or 0),
+        event_time=stamp / 1000 if stamp_type else None,
+    )
     if not value:
-        return RawRecord(position, "", None, "empty message body", "empty_message", **common)
+        return record("", None, "empty message body", "empty_message")
     raw = value.decode("utf-8", "surrogateescape")
     try:
         fields = orjson.loads(value)
     except orjson.JSONDecodeError as exc:
-        return RawRecord(position, raw, None, f"not JSON: {exc}", "undecodable", **common)
+        return record(raw, None, f"not JSON: {exc}", "undecodable")
     if not isinstance(fields, dict):
-        return RawRecord(position, raw, None, f"JSON {type(fields).__name__}, not an object",
-                         "invalid_shape", **common)
+        return record(raw, None, f"JSON {type(fields).__name__}, not an object", "invalid_shape")
     source_id = fields.get("source_id")
     if source_id not in (None, ""):
         fields["id"] = source_id  # the producer's source id maps to the same deterministic UUID
-    return RawRecord(position, raw, fields, **common)
+    return record(raw, fields)

@@ -8,7 +8,7 @@ from datetime import UTC
 from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
 from pipeline.adapters.kafka_common import client_config, translate
 from pipeline.adapters.kafka_consumer import REDRIVE_HEADER
@@ -18,8 +18,15 @@ from pipeline.domain.model import ParkedRecord, Rejection
 
 logger = logging.getLogger(__name__)
 
-_RELIABLE = {"enable.idempotence": True, "acks": "all", "linger.ms": 20,
-             "compression.type": "lz4", "message.timeout.ms": 30000}
+Headers = list[tuple[str, str | bytes | None]]
+
+_RELIABLE = {
+    "enable.idempotence": True,
+    "acks": "all",
+    "linger.ms": 20,
+    "compression.type": "lz4",
+    "message.timeout.ms": 30000,
+}
 
 
 def make_producer(settings: KafkaSettings, **extra: Any) -> Producer:
@@ -50,10 +57,18 @@ class KafkaDeadLetterQueue:
             for rejection in rejections:
                 position = rejection.position
                 logger.warning(
-                    "dead-lettered %s[%s]@%s: %s (%s)", position.source, position.partition,
-                    position.offset, rejection.reason, rejection.detail[:200],
-                    extra={"topic": position.source, "partition": position.partition,
-                           "offset": position.offset, "reason": rejection.reason},
+                    "dead-lettered %s[%s]@%s: %s (%s)",
+                    position.source,
+                    position.partition,
+                    position.offset,
+                    rejection.reason,
+                    rejection.detail[:200],
+                    extra={
+                        "topic": position.source,
+                        "partition": position.partition,
+                        "offset": position.offset,
+                        "reason": rejection.reason,
+                    },
                 )
                 self.producer.produce(
                     self.topic,
@@ -69,10 +84,12 @@ class KafkaDeadLetterQueue:
             raise BrokerUnavailable(f"dead-letter queue full: {exc}") from exc
         left = self.producer.flush(self.flush_timeout_s)
         if left or failures:
-            raise BrokerUnavailable(f"dead letters not acknowledged: {left} pending, {failures[:3]}")
+            raise BrokerUnavailable(
+                f"dead letters not acknowledged: {left} pending, {failures[:3]}"
+            )
 
 
-def dlq_headers(rejection: Rejection) -> list[tuple[str, bytes]]:
+def dlq_headers(rejection: Rejection) -> Headers:
     """The error class, message, stage and source position, as Kafka headers."""
     position = rejection.position
     values = {
@@ -101,11 +118,16 @@ class EventPublisher:
         self.failed = 0
         self.on_sent: Callable[[], None] | None = None
 
-    def publish(self, key: str | None, value: bytes, headers: list[tuple[str, bytes]] | None = None) -> None:
+    def publish(self, key: str | None, value: bytes, headers: Headers | None = None) -> None:
         while True:
             try:
-                self.producer.produce(self.topic, key=key.encode() if key else None, value=value,
-                                      headers=headers, on_delivery=self._report)
+                self.producer.produce(
+                    self.topic,
+                    key=key.encode() if key else None,
+                    value=value,
+                    headers=headers,
+                    on_delivery=self._report,
+                )
                 break
             except BufferError:
                 self.producer.poll(0.1)  # local queue full: let deliveries drain, then retry
@@ -150,8 +172,12 @@ class KafkaRepublisher:
 
     def republish(self, records: Sequence[ParkedRecord]) -> None:
         for record in records:
-            headers = [(REDRIVE_HEADER, str(record.replays + 1).encode())]
-            self.publisher.publish(record.key, record.payload.encode("utf-8", "surrogateescape"), headers)
+            headers: Headers = [(REDRIVE_HEADER, str(record.replays + 1).encode())]
+            self.publisher.publish(
+                record.key, record.payload.encode("utf-8", "surrogateescape"), headers
+            )
         left = self.publisher.flush()
         if left or self.publisher.failed:
-            raise BrokerUnavailable(f"redrive not acknowledged: {left} pending, {self.publisher.failed} failed")
+            raise BrokerUnavailable(
+                f"redrive not acknowledged: {left} pending, {self.publisher.failed} failed"
+            )

@@ -23,20 +23,30 @@ class PrometheusStreamMetrics:
         self.dead_lettered = Counter(
             "txcat_stream_records_dead_lettered", "Records dead-lettered", ["reason"], registry=r
         )
-        self.retries = Counter("txcat_stream_retries", "Transient failures retried", ["error"], registry=r)
+        self.retries = Counter(
+            "txcat_stream_retries", "Transient failures retried", ["error"], registry=r
+        )
         self.batch_size = Histogram(
-            "txcat_stream_batch_size", "Records per micro-batch",
-            buckets=(1, 10, 50, 100, 250, 500, 1000, 2000, 5000), registry=r,
+            "txcat_stream_batch_size",
+            "Records per micro-batch",
+            buckets=(1, 10, 50, 100, 250, 500, 1000, 2000, 5000),
+            registry=r,
         )
         self.batch_latency = Histogram(
-            "txcat_stream_batch_seconds", "Poll-to-commit time of a micro-batch",
-            buckets=_LATENCY_BUCKETS, registry=r,
+            "txcat_stream_batch_seconds",
+            "Poll-to-commit time of a micro-batch",
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
         )
         self.end_to_end = Histogram(
-            "txcat_stream_end_to_end_seconds", "Produce time to database commit, per record",
-            buckets=_LATENCY_BUCKETS, registry=r,
+            "txcat_stream_end_to_end_seconds",
+            "Produce time to database commit, per record",
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
         )
-        self.lag = Gauge("txcat_stream_consumer_lag", "Records behind, per partition", ["partition"], registry=r)
+        self.lag = Gauge(
+            "txcat_stream_consumer_lag", "Records behind, per partition", ["partition"], registry=r
+        )
         self.is_paused = Gauge("txcat_stream_paused", "1 while paused for a dependency", registry=r)
 
     def serve(self, port: int) -> None:

@@ -115,6 +115,8 @@ def _check_answer(
     for transaction in transactions:
         category = answer.get(transaction.id)
         if category not in _KNOWN:
-            raise CategoriserContractError(f"{transaction.id}: missing or unknown category {category!r}")
+            raise CategoriserContractError(
+                f"{transaction.id}: missing or unknown category {category!r}"
+            )
         result.append(Categorisation(transaction.id, category, version))
     return result

@@ -8,8 +8,22 @@ from pathlib import Path
 
 HEADER = "id;description;amount;timestamp;merchant;operation_type;side"
 MERCHANTS = (
-    "EDF", "Amazon.fr", "Darty", "La Poste", "Bouygues", "Lidl", "TotalEnergies", "Deliveroo",
-    "SNCF", "Auchan", "Carrefour", "Fnac", "Uber", "Orange", "Free", "Decathlon",
+    "EDF",
+    "Amazon.fr",
+    "Darty",
+    "La Poste",
+    "Bouygues",
+    "Lidl",
+    "TotalEnergies",
+    "Deliveroo",
+    "SNCF",
+    "Auchan",
+    "Carrefour",
+    "Fnac",
+    "Uber",
+    "Orange",
+    "Free",
+    "Decathlon",
 )
 OPERATIONS = ("payment", "direct_debit", "transfer", "refund")
 DESCRIPTIONS = ("Card expense at {m}", "Purchase at {m}", "Receipt from {m}", "Refund from {m}")

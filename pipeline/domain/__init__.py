@@ -1,1 +1,1 @@
-"""The domain: transactions, categorisations, rejects, errors and ports (stdlib and pydantic only)."""
+"""The domain: transactions, categorisations, rejects, errors and ports (stdlib only)."""

@@ -50,7 +50,9 @@ class Validator:
     def validate(self, record: RawRecord) -> Validated:
         """Validate one record; the first failing field decides the reason."""
         if record.fields is None:
-            raise InvalidRecord(record.parse_reason, record.parse_error or "record could not be parsed")
+            raise InvalidRecord(
+                record.parse_reason, record.parse_error or "record could not be parsed"
+            )
         text = self._texts(record.fields)
         amount = self._amount(record.fields.get("amount"))
         side = self._side(text["side"])
@@ -82,7 +84,9 @@ class Validator:
             elif isinstance(value, int | float) and not isinstance(value, bool):
                 text = str(value)
             else:
-                raise InvalidRecord("invalid_field", f"{name} must be text, not {type(value).__name__}")
+                raise InvalidRecord(
+                    "invalid_field", f"{name} must be text, not {type(value).__name__}"
+                )
             if not text and name != "merchant":
                 raise InvalidRecord("missing_field", f"{name} is missing or empty")
             if len(text) > self.rules.max_text_length:
@@ -116,7 +120,9 @@ class Validator:
         try:
             moment = datetime.fromisoformat(text)
         except ValueError as exc:
-            raise InvalidRecord("invalid_timestamp", f"timestamp {text[:40]!r} is not ISO 8601") from exc
+            raise InvalidRecord(
+                "invalid_timestamp", f"timestamp {text[:40]!r} is not ISO 8601"
+            ) from exc
         if moment.tzinfo is None:
             moment = moment.replace(tzinfo=self._zone)
         return moment

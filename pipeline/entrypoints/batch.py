@@ -55,7 +55,10 @@ def run_batch(
     elapsed = time.monotonic() - started
     logger.info(
         "batch run %s done: %d rows in %.1fs (%.0f rows/s)",
-        run_id, total.read, elapsed, total.read / elapsed if elapsed else 0.0,
+        run_id,
+        total.read,
+        elapsed,
+        total.read / elapsed if elapsed else 0.0,
     )
     return total
 

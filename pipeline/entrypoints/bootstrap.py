@@ -66,7 +66,10 @@ def core(
     )
     policy = RetryPolicy(ml.retry_attempts, ml.retry_initial_s, ml.retry_max_s)
     options = UseCaseOptions(ml.batch_size, ml.concurrency, reject_duplicate_ids)
-    with database(db) as engine, make_client(ml.api_url, ml.timeout_s, ml.concurrency * 2) as client:
+    with (
+        database(db) as engine,
+        make_client(ml.api_url, ml.timeout_s, ml.concurrency * 2) as client,
+    ):
         store = PostgresStore(engine)
         categoriser = HttpCategoriser(client, policy)
         yield Core(store, CategoriseRecords(categoriser, store, store, Validator(rules), options))

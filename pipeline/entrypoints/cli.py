@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -22,7 +24,8 @@ from pipeline.domain.errors import PipelineError
 from pipeline.entrypoints.logs import configure_logging
 
 app = typer.Typer(
-    no_args_is_help=True, add_completion=False,
+    no_args_is_help=True,
+    add_completion=False,
     help="Transaction categorisation pipeline: batch (CSV) and streaming (Kafka) into PostgreSQL.",
 )
 db_app = typer.Typer(no_args_is_help=True, help="Database schema (alembic migrations).")
@@ -39,7 +42,9 @@ logger = logging.getLogger("pipeline")
 
 DatabaseUrl = Annotated[
     Optional[str],  # noqa: UP045 - typer needs Optional here
-    typer.Option(envvar="DATABASE_URL", help="PostgreSQL URL; embedded server when unset.", show_envvar=True),
+    typer.Option(
+        envvar="DATABASE_URL", help="PostgreSQL URL; embedded server when unset.", show_envvar=True
+    ),
 ]
 MlApiUrl = Annotated[
     Optional[str],  # noqa: UP045
@@ -151,7 +156,9 @@ def dev_postgres(action: Annotated[str, typer.Argument(help="up, down or url")])
 
 Bootstrap = Annotated[
     Optional[str],  # noqa: UP045
-    typer.Option(envvar="KAFKA_BOOTSTRAP_SERVERS", help="Kafka bootstrap servers.", show_envvar=True),
+    typer.Option(
+        envvar="KAFKA_BOOTSTRAP_SERVERS", help="Kafka bootstrap servers.", show_envvar=True
+    ),
 ]
 Topic = Annotated[Optional[str], typer.Option(help="Topic (default KAFKA_TOPIC).")]  # noqa: UP045
 
@@ -176,7 +183,9 @@ def stream(
     if ml_api_url:
         ml = ml.model_copy(update={"api_url": ml_api_url})
     with _fail_cleanly():
-        run_stream(_kafka(bootstrap_servers), _db(database_url), ml, ValidationSettings(), metrics_port)
+        run_stream(
+            _kafka(bootstrap_servers), _db(database_url), ml, ValidationSettings(), metrics_port
+        )
 
 
 @app.command()
@@ -217,8 +226,8 @@ def topics_create(
 
 @app.command()
 def redrive(
-    reason: Annotated[Optional[str], typer.Option(help="Only dead letters with this reason.")] = None,  # noqa: UP045
-    since: Annotated[Optional[str], typer.Option(help="Only those failed since (ISO time).")] = None,  # noqa: UP045
+    reason: Annotated[str | None, typer.Option(help="Only dead letters with this reason.")] = None,  # noqa: UP045
+    since: Annotated[str | None, typer.Option(help="Only those failed since (ISO time).")] = None,  # noqa: UP045
     max_replays: Annotated[int, typer.Option(envvar="REDRIVE_MAX_REPLAYS")] = 3,
     database_url: DatabaseUrl = None,
     bootstrap_servers: Bootstrap = None,
@@ -230,7 +239,9 @@ def redrive(
 
     moment = datetime.fromisoformat(since) if since else None
     with _fail_cleanly():
-        result = send_back(_kafka(bootstrap_servers), _db(database_url), reason, moment, max_replays)
+        result = send_back(
+            _kafka(bootstrap_servers), _db(database_url), reason, moment, max_replays
+        )
     console.print(f"redriven {result.redriven}, quarantined {result.quarantined}")
 
 
@@ -254,18 +265,15 @@ def kafka_down() -> None:
     print("stopped" if kafka_broker.down(KAFKA_STATE_DIR) else "not running")
 
 
-class _fail_cleanly:  # noqa: N801 - used as a statement-like context manager
+@contextmanager
+def _fail_cleanly() -> Iterator[None]:
     """Turn pipeline errors into one clear line on stderr and exit code 1."""
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: object) -> bool:
-        if isinstance(exc, PipelineError):
-            logger.debug("failure", exc_info=exc)
-            print(f"error: {exc}", file=sys.stderr)
-            raise typer.Exit(1)
-        return False
+    try:
+        yield
+    except PipelineError as exc:
+        logger.debug("failure", exc_info=exc)
+        print(f"error: {exc}", file=sys.stderr)
+        raise typer.Exit(1) from exc
 
 
 def main() -> None:

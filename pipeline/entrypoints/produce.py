@@ -42,7 +42,11 @@ def events(path: Path) -> Iterator[tuple[str | None, bytes]]:
             continue
         source_id = str(record.fields.get("id", "")).strip()
         key = str(transaction_uuid(source_id)) if source_id else None
-        event = {"id": key, "source_id": source_id, **{f: record.fields.get(f) for f in EVENT_FIELDS}}
+        event = {
+            "id": key,
+            "source_id": source_id,
+            **{f: record.fields.get(f) for f in EVENT_FIELDS},
+        }
         if event["merchant"] == "":
             event["merchant"] = None
         yield key, orjson.dumps(event)
@@ -57,7 +61,9 @@ def _json_lines(path: Path) -> Iterator[tuple[str | None, bytes]]:
             key = None
             try:
                 event = orjson.loads(line)
-                source = event.get("source_id") or event.get("id") if isinstance(event, dict) else None
+                source = (
+                    event.get("source_id") or event.get("id") if isinstance(event, dict) else None
+                )
                 key = str(transaction_uuid(str(source))) if source not in (None, "") else None
             except orjson.JSONDecodeError:
                 pass

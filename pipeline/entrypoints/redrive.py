@@ -23,6 +23,9 @@ def redrive(
     producer = make_producer(kafka)
     with database(db) as engine:
         return redrive_dead_letters(
-            PostgresDeadLetterStore(engine), KafkaRepublisher(producer, kafka.topic),
-            reason, since, max_replays,
+            PostgresDeadLetterStore(engine),
+            KafkaRepublisher(producer, kafka.topic),
+            reason,
+            since,
+            max_replays,
         )

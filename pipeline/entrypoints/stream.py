@@ -53,7 +53,9 @@ def run_stream(
         if stop is not None:
             processor.stop = stop
         _install_signal_handlers(processor.stop)
-        lag_thread = threading.Thread(target=_lag_loop, args=(processor.stop, stream, metrics), daemon=True)
+        lag_thread = threading.Thread(
+            target=_lag_loop, args=(processor.stop, stream, metrics), daemon=True
+        )
         lag_thread.start()
         logger.info("consuming %s as group %s", kafka.topic, kafka.group_id)
         try:
@@ -65,7 +67,9 @@ def run_stream(
     return total
 
 
-def _lag_loop(stop: threading.Event, stream: KafkaRecordStream, metrics: PrometheusStreamMetrics) -> None:
+def _lag_loop(
+    stop: threading.Event, stream: KafkaRecordStream, metrics: PrometheusStreamMetrics
+) -> None:
     # Lag needs broker round trips: every few seconds, off the poll thread (librdkafka's
     # committed/watermark reads are thread-safe).
     while not stop.wait(5):

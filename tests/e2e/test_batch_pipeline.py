@@ -19,20 +19,33 @@ from tests.support.services import ROOT, MlApiProcess
 HEADER = "id;description;amount;timestamp;merchant;operation_type;side"
 
 
-def run_cli(*args: str, env: dict[str, str], timeout: float = 300) -> subprocess.CompletedProcess[str]:
+def run_cli(
+    *args: str, env: dict[str, str], timeout: float = 300
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "pipeline", *args], cwd=ROOT, env={**os.environ, **env},
-        capture_output=True, text=True, timeout=timeout,
+        [sys.executable, "-m", "pipeline", *args],
+        cwd=ROOT,
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
     )
 
 
 def env_for(postgres_url: str, ml_api: MlApiProcess, **extra: str) -> dict[str, str]:
-    return {"DATABASE_URL": postgres_url, "ML_API_URL": ml_api.url, "ML_RETRY_INITIAL_S": "0.05", **extra}
+    return {
+        "DATABASE_URL": postgres_url,
+        "ML_API_URL": ml_api.url,
+        "ML_RETRY_INITIAL_S": "0.05",
+        **extra,
+    }
 
 
 def stored(engine: sa.Engine) -> dict[UUID, tuple[str, str]]:
     with engine.connect() as conn:
-        rows = conn.execute(sa.text("SELECT transaction_id, source_id, category FROM categorised_transactions"))
+        rows = conn.execute(
+            sa.text("SELECT transaction_id, source_id, category FROM categorised_transactions")
+        )
         return {row[0]: (row[1], row[2]) for row in rows}
 
 
@@ -57,13 +70,21 @@ def test_seed_file_gives_10000_rows_with_the_rule_and_a_rerun_adds_none(
     assert second.returncode == 0, second.stderr
     assert len(stored(postgres_engine)) == 10_000
     with postgres_engine.connect() as conn:
-        runs = conn.execute(sa.text(
-            "SELECT status, rows_read, categorised, already_stored FROM pipeline_runs ORDER BY started_at"
-        )).all()
-    assert [tuple(r) for r in runs] == [("succeeded", 10_000, 10_000, 0), ("succeeded", 10_000, 0, 10_000)]
+        runs = conn.execute(
+            sa.text(
+                "SELECT status, rows_read, categorised, already_stored "
+                "FROM pipeline_runs ORDER BY started_at"
+            )
+        ).all()
+    assert [tuple(r) for r in runs] == [
+        ("succeeded", 10_000, 10_000, 0),
+        ("succeeded", 10_000, 0, 10_000),
+    ]
 
 
-def test_dirty_file_reconciles_exactly(tmp_path: Path, postgres_url: str, postgres_engine: sa.Engine, ml_api: MlApiProcess) -> None:
+def test_dirty_file_reconciles_exactly(
+    tmp_path: Path, postgres_url: str, postgres_engine: sa.Engine, ml_api: MlApiProcess
+) -> None:
     lines = [
         "\ufeff" + HEADER,
         '1;"Good row";-10,50;"2023-01-01 10:00:00";"Lidl";"payment";"debit"',  # line 2
@@ -95,13 +116,17 @@ def test_dirty_file_reconciles_exactly(tmp_path: Path, postgres_url: str, postgr
     ]
     assert len(rows) + len(dead_letters(postgres_engine)) == len(lines) - 1
     with postgres_engine.connect() as conn:
-        merchant, description = conn.execute(sa.text(
-            "SELECT merchant, description FROM categorised_transactions WHERE source_id = '6'"
-        )).one()
-        empty = conn.execute(sa.text(
-            "SELECT merchant FROM categorised_transactions WHERE source_id = '7'"
-        )).scalar_one()
-        payload = conn.execute(sa.text("SELECT payload FROM dead_letters WHERE line = 5")).scalar_one()
+        merchant, description = conn.execute(
+            sa.text(
+                "SELECT merchant, description FROM categorised_transactions WHERE source_id = '6'"
+            )
+        ).one()
+        empty = conn.execute(
+            sa.text("SELECT merchant FROM categorised_transactions WHERE source_id = '7'")
+        ).scalar_one()
+        payload = conn.execute(
+            sa.text("SELECT payload FROM dead_letters WHERE line = 5")
+        ).scalar_one()
     assert (merchant, description) == ("Café ☕ Crème", "Semi;colon; inside")
     assert empty is None
     assert payload == '4;"Too few fields";-1,00'
@@ -120,7 +145,10 @@ def test_run_killed_mid_file_and_restarted_ends_in_the_exact_state(
     env = {**os.environ, **env_for(postgres_url, ml_api)}
     process = subprocess.Popen(
         [sys.executable, "-m", "pipeline", "batch", str(path), "--chunk-size", "2000"],
-        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     deadline = time.monotonic() + 120
     while len(stored(postgres_engine)) < 5_000 and time.monotonic() < deadline:
@@ -136,9 +164,11 @@ def test_run_killed_mid_file_and_restarted_ends_in_the_exact_state(
     assert all(category == rule(tid) for tid, (_, category) in rows.items())
     assert dead_letters(postgres_engine) == []
     with postgres_engine.connect() as conn:
-        categorised, already = conn.execute(sa.text(
-            "SELECT categorised, already_stored FROM pipeline_runs WHERE status = 'succeeded'"
-        )).one()
+        categorised, already = conn.execute(
+            sa.text(
+                "SELECT categorised, already_stored FROM pipeline_runs WHERE status = 'succeeded'"
+            )
+        ).one()
     assert already >= partial  # stored work was not sent to the ML API again
     assert categorised + already == 60_000
 

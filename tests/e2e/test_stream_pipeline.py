@@ -12,8 +12,8 @@ import pytest
 import sqlalchemy as sa
 from confluent_kafka import Consumer, Producer
 
-from pipeline.domain.ids import transaction_uuid
 from pipeline.dev.generate import generate
+from pipeline.domain.ids import transaction_uuid
 from tests.fakes import rule
 from tests.support.services import MlApiProcess
 from tests.support.streaming import StreamEnv, stop, wait_for
@@ -45,7 +45,9 @@ def count(engine: sa.Engine, sql: str = "SELECT count(*) FROM categorised_transa
 
 def categories(engine: sa.Engine) -> dict:
     with engine.connect() as conn:
-        rows = conn.execute(sa.text("SELECT transaction_id, category FROM categorised_transactions"))
+        rows = conn.execute(
+            sa.text("SELECT transaction_id, category FROM categorised_transactions")
+        )
         return dict(rows.all())
 
 
@@ -69,13 +71,39 @@ POISON = {
     b"not json at all": "undecodable",
     b"[1, 2, 3]": "invalid_shape",
     b"": "empty_message",
-    json.dumps({"id": "p-amount", "description": "x", "amount": "12,3,4", "timestamp": "2024-01-01",
-                "merchant": None, "operation_type": "payment", "side": "debit"}).encode(): "invalid_amount",
-    json.dumps({"id": "p-side", "description": "x", "amount": "-1", "timestamp": "2024-01-01",
-                "merchant": None, "operation_type": "payment", "side": "up"}).encode(): "invalid_side",
-    json.dumps({"id": "p-large", "description": "x" * 600_000, "amount": "-1",
-                "timestamp": "2024-01-01", "merchant": None, "operation_type": "payment",
-                "side": "debit"}).encode(): "field_too_long",
+    json.dumps(
+        {
+            "id": "p-amount",
+            "description": "x",
+            "amount": "12,3,4",
+            "timestamp": "2024-01-01",
+            "merchant": None,
+            "operation_type": "payment",
+            "side": "debit",
+        }
+    ).encode(): "invalid_amount",
+    json.dumps(
+        {
+            "id": "p-side",
+            "description": "x",
+            "amount": "-1",
+            "timestamp": "2024-01-01",
+            "merchant": None,
+            "operation_type": "payment",
+            "side": "up",
+        }
+    ).encode(): "invalid_side",
+    json.dumps(
+        {
+            "id": "p-large",
+            "description": "x" * 600_000,
+            "amount": "-1",
+            "timestamp": "2024-01-01",
+            "merchant": None,
+            "operation_type": "payment",
+            "side": "debit",
+        }
+    ).encode(): "field_too_long",
 }
 
 
@@ -91,16 +119,27 @@ def test_poison_messages_go_to_the_dlq_with_reason_and_position_and_nothing_bloc
     assert stream_env.cli("produce", str(good)).returncode == 0
     consumers.append(stream_env.consumer())
     wait_for(lambda: count(postgres_engine) == 500, 120, "500 good rows")
-    wait_for(lambda: count(postgres_engine, "SELECT count(*) FROM dead_letters") == len(POISON), 60,
-             "dead letters")
+    wait_for(
+        lambda: count(postgres_engine, "SELECT count(*) FROM dead_letters") == len(POISON),
+        60,
+        "dead letters",
+    )
     with postgres_engine.connect() as conn:
-        rows = conn.execute(sa.text(
-            "SELECT reason, source, partition, \"offset\", key FROM dead_letters")).all()
+        rows = conn.execute(
+            sa.text('SELECT reason, source, partition, "offset", key FROM dead_letters')
+        ).all()
     assert sorted(r.reason for r in rows) == sorted(POISON.values())
-    assert all(r.source == stream_env.topic and r.partition is not None and r.offset is not None
-               for r in rows)
-    dlq = Consumer({"bootstrap.servers": stream_env.bootstrap, "group.id": "dlq-reader",
-                    "auto.offset.reset": "earliest"})
+    assert all(
+        r.source == stream_env.topic and r.partition is not None and r.offset is not None
+        for r in rows
+    )
+    dlq = Consumer(
+        {
+            "bootstrap.servers": stream_env.bootstrap,
+            "group.id": "dlq-reader",
+            "auto.offset.reset": "earliest",
+        }
+    )
     dlq.subscribe([stream_env.dlq])
     seen: dict[bytes, dict[str, bytes]] = {}
     deadline = time.monotonic() + 30
@@ -123,12 +162,10 @@ def test_consumer_killed_with_sigkill_repeatedly_ends_in_the_exact_state(
     events = tmp_path / "events.csv"
     generate(events, 30_000, seed=11)
     assert stream_env.cli("produce", str(events)).returncode == 0
-    kills = 0
-    for target in (4_000, 12_000, 20_000):
+    for kills, target in enumerate((4_000, 12_000, 20_000)):
         process = stream_env.consumer(f"victim{kills}", KAFKA_BATCH_MAX_RECORDS="500")
         wait_for(lambda t=target: count(postgres_engine) >= t, 120, f"{target} rows")
         stop(process, signal.SIGKILL)
-        kills += 1
     assert count(postgres_engine) < 30_000, "the kills must land mid-stream"
     consumers.append(stream_env.consumer("survivor"))
     wait_for(lambda: stream_env.committed() == 30_000, 180, "all offsets committed")
@@ -197,10 +234,14 @@ def test_redrive_after_a_fix_stores_the_dead_letters_and_a_second_redrive_is_a_n
     events = tmp_path / "events.csv"
     generate(events, 2_000, seed=17)
     assert stream_env.cli("produce", str(events)).returncode == 0
-    strict = stream_env.consumer("strict", VALIDATION_MAX_AMOUNT="500", VALIDATION_MIN_AMOUNT="-500")
+    strict = stream_env.consumer(
+        "strict", VALIDATION_MAX_AMOUNT="500", VALIDATION_MIN_AMOUNT="-500"
+    )
     wait_for(lambda: stream_env.committed() == 2_000, 120, "strict consumer done")
     assert stop(strict) == 0
-    rejected = count(postgres_engine, "SELECT count(*) FROM dead_letters WHERE reason = 'amount_out_of_bounds'")
+    rejected = count(
+        postgres_engine, "SELECT count(*) FROM dead_letters WHERE reason = 'amount_out_of_bounds'"
+    )
     assert rejected > 0 and count(postgres_engine) == 2_000 - rejected
     consumers.append(stream_env.consumer("fixed"))
     first = stream_env.cli("redrive", "--reason", "amount_out_of_bounds")
@@ -209,6 +250,9 @@ def test_redrive_after_a_fix_stores_the_dead_letters_and_a_second_redrive_is_a_n
     wait_for(lambda: count(postgres_engine) == 2_000, 120, "redriven rows stored")
     second = stream_env.cli("redrive")
     assert "redriven 0, quarantined 0" in second.stdout
-    assert count(postgres_engine, "SELECT count(*) FROM dead_letters WHERE status = 'redriven'") == rejected
+    assert (
+        count(postgres_engine, "SELECT count(*) FROM dead_letters WHERE status = 'redriven'")
+        == rejected
+    )
     stored = categories(postgres_engine)
     assert all(category == rule(tid) for tid, category in stored.items())

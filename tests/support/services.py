@@ -33,9 +33,22 @@ class MlApiProcess:
     def start(self, timeout: float = 30.0) -> MlApiProcess:
         log = open(self.log_path, "ab")  # noqa: SIM115 - lives as long as the process
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "ml_api.main:app", "--host", "127.0.0.1",
-             "--port", str(self.port), "--log-level", "warning"],
-            cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT,
+            [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "ml_api.main:app",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--log-level",
+                "warning",
+            ],
+            cwd=ROOT,
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -55,5 +68,7 @@ class MlApiProcess:
 
     def arm_faults(self, count: int, status: int = 503) -> None:
         """Make the next `count` /predict calls fail with `status`."""
-        response = httpx.post(f"{self.url}/admin/faults", json={"fail_next": count, "status": status})
+        response = httpx.post(
+            f"{self.url}/admin/faults", json={"fail_next": count, "status": status}
+        )
         response.raise_for_status()

@@ -40,8 +40,11 @@ class StreamEnv:
 
     def settings(self) -> KafkaSettings:
         return KafkaSettings(
-            bootstrap_servers=self.bootstrap, topic=self.topic, dlq_topic=self.dlq,
-            group_id=self.group, partitions=self.partitions,
+            bootstrap_servers=self.bootstrap,
+            topic=self.topic,
+            dlq_topic=self.dlq,
+            group_id=self.group,
+            partitions=self.partitions,
         )
 
     def env(self, **extra: str) -> dict[str, str]:
@@ -64,17 +67,26 @@ class StreamEnv:
     def create_topics(self) -> None:
         create_topics(self.settings())
 
-    def cli(self, *args: str, timeout: float = 300, **extra: str) -> subprocess.CompletedProcess[str]:
+    def cli(
+        self, *args: str, timeout: float = 300, **extra: str
+    ) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [sys.executable, "-m", "pipeline", *args], cwd=ROOT, env=self.env(**extra),
-            capture_output=True, text=True, timeout=timeout,
+            [sys.executable, "-m", "pipeline", *args],
+            cwd=ROOT,
+            env=self.env(**extra),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
         )
 
     def consumer(self, name: str = "consumer", **extra: str) -> subprocess.Popen[bytes]:
         log = open(self.logs / f"{self.topic}-{name}.log", "ab")  # noqa: SIM115
         return subprocess.Popen(
-            [sys.executable, "-m", "pipeline", "stream"], cwd=ROOT, env=self.env(**extra),
-            stdout=log, stderr=subprocess.STDOUT,
+            [sys.executable, "-m", "pipeline", "stream"],
+            cwd=ROOT,
+            env=self.env(**extra),
+            stdout=log,
+            stderr=subprocess.STDOUT,
         )
 
     def committed(self) -> int:
@@ -90,7 +102,9 @@ class StreamEnv:
         consumer = Consumer({"bootstrap.servers": self.bootstrap, "group.id": "probe"})
         try:
             return sum(
-                consumer.get_watermark_offsets(TopicPartition(topic or self.topic, p), timeout=10)[1]
+                consumer.get_watermark_offsets(TopicPartition(topic or self.topic, p), timeout=10)[
+                    1
+                ]
                 for p in range(self.partitions)
             )
         finally:

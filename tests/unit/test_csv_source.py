@@ -15,7 +15,9 @@ def write(tmp_path: Path, text: str | bytes) -> Path:
 
 
 def test_reads_the_challenge_format_without_trailing_newline(tmp_path: Path) -> None:
-    path = write(tmp_path, f'{HEADER}\n1;"Card";-952,40;"2023-11-28 06:35:12";"EDF";"refund";"debit"')
+    path = write(
+        tmp_path, f'{HEADER}\n1;"Card";-952,40;"2023-11-28 06:35:12";"EDF";"refund";"debit"'
+    )
     [record] = CsvTransactionSource(path).records()
     assert record.fields is not None
     assert record.fields["amount"] == "-952,40"

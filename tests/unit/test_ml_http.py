@@ -21,8 +21,14 @@ FAST = RetryPolicy(attempts=4, initial_s=0.001, max_s=0.002)
 def transactions(n: int) -> list[Transaction]:
     return [
         Transaction(
-            transaction_uuid(str(i)), str(i), "d", Decimal("-1.50"),
-            datetime(2023, 1, 1, tzinfo=UTC), None, "payment", Side.DEBIT,
+            transaction_uuid(str(i)),
+            str(i),
+            "d",
+            Decimal("-1.50"),
+            datetime(2023, 1, 1, tzinfo=UTC),
+            None,
+            "payment",
+            Side.DEBIT,
         )
         for i in range(n)
     ]
@@ -62,7 +68,15 @@ def test_payload_has_the_contract_fields_and_answer_keeps_order() -> None:
         return answer(request)
 
     result = categoriser(handler).categorise(transactions(3))
-    assert set(seen[0]) == {"id", "description", "amount", "timestamp", "merchant", "operation_type", "side"}
+    assert set(seen[0]) == {
+        "id",
+        "description",
+        "amount",
+        "timestamp",
+        "merchant",
+        "operation_type",
+        "side",
+    }
     assert seen[0]["amount"] == "-1.50" and seen[0]["merchant"] is None
     assert [c.transaction_id for c in result] == [t.id for t in transactions(3)]
     assert {c.model_version for c in result} == {"hash-v1"}
@@ -70,8 +84,13 @@ def test_payload_has_the_contract_fields_and_answer_keeps_order() -> None:
 
 @pytest.mark.parametrize(
     "failure",
-    [httpx.Response(503), httpx.Response(429), httpx.Response(500),
-     httpx.ConnectError("refused"), httpx.ReadTimeout("slow")],
+    [
+        httpx.Response(503),
+        httpx.Response(429),
+        httpx.Response(500),
+        httpx.ConnectError("refused"),
+        httpx.ReadTimeout("slow"),
+    ],
 )
 def test_transient_failures_are_retried_then_succeed(failure) -> None:
     handler, calls = flaky([failure, failure])

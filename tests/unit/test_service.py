@@ -38,7 +38,12 @@ def make(store: InMemoryStore, categoriser: FakeCategoriser | None = None, **opt
 def test_valid_records_are_categorised_with_the_rule_and_stored() -> None:
     store = InMemoryStore()
     outcome = make(store, ml_batch_size=7)(rows(20))
-    assert (outcome.read, outcome.valid, outcome.categorised, outcome.rejected_total) == (20, 20, 20, 0)
+    assert (outcome.read, outcome.valid, outcome.categorised, outcome.rejected_total) == (
+        20,
+        20,
+        20,
+        0,
+    )
     assert len(store.categorisations) == 20
     assert all(c.category == rule(tid) for tid, c in store.categorisations.items())
     assert sum(outcome.categories.values()) == 20
@@ -51,7 +56,10 @@ def test_invalid_records_are_dead_lettered_with_reason_and_position() -> None:
     assert outcome.categorised == 3
     assert outcome.rejected == {"invalid_amount": 1, "invalid_side": 1}
     reasons = {(str(r.position), r.reason, r.stage) for r in store.dead_letters.values()}
-    assert reasons == {("t.csv:5", "invalid_amount", Stage.VALIDATE), ("t.csv:6", "invalid_side", Stage.VALIDATE)}
+    assert reasons == {
+        ("t.csv:5", "invalid_amount", Stage.VALIDATE),
+        ("t.csv:6", "invalid_side", Stage.VALIDATE),
+    }
     assert {r.payload for r in store.dead_letters.values()} == {"raw 4", "raw 5"}
 
 

@@ -1,4 +1,4 @@
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from uuid import UUID, uuid5
 
@@ -74,7 +74,7 @@ def test_iso_timestamps_keep_their_offset_and_naive_ones_use_the_configured_zone
     assert aware.timestamp.utcoffset() == timedelta(hours=2)
     paris = Validator(ValidationRules(default_timezone="Europe/Paris"))
     naive = paris.validate(record(timestamp="2024-01-02 03:04:05")).transaction
-    assert naive.timestamp.astimezone(timezone.utc).hour == 2
+    assert naive.timestamp.astimezone(UTC).hour == 2
     z = Validator().validate(record(timestamp="2024-01-02T03:04:05Z")).transaction
     assert z.timestamp.tzinfo is not None
 
@@ -89,7 +89,9 @@ def test_side_is_case_insensitive_and_unknown_side_rejected() -> None:
     assert reason_of(record(side="sideways")) == "invalid_side"
 
 
-@pytest.mark.parametrize("name", ["id", "description", "amount", "timestamp", "operation_type", "side"])
+@pytest.mark.parametrize(
+    "name", ["id", "description", "amount", "timestamp", "operation_type", "side"]
+)
 def test_missing_or_blank_required_field_is_rejected(name: str) -> None:
     assert reason_of(record(**{name: "  "})) == "missing_field"
     fields = {k: v for k, v in GOOD.items() if k != name}
@@ -99,7 +101,10 @@ def test_missing_or_blank_required_field_is_rejected(name: str) -> None:
 def test_empty_merchant_becomes_none() -> None:
     assert Validator().validate(record(merchant="")).transaction.merchant is None
     fields = {k: v for k, v in GOOD.items() if k != "merchant"}
-    assert Validator().validate(RawRecord(SourcePosition("f"), "r", fields)).transaction.merchant is None
+    assert (
+        Validator().validate(RawRecord(SourcePosition("f"), "r", fields)).transaction.merchant
+        is None
+    )
 
 
 def test_unseen_operation_type_is_counted_not_rejected() -> None:
