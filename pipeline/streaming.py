@@ -41,6 +41,8 @@ class StreamObserver(Protocol):
 
     def paused(self, paused: bool) -> None: ...
 
+    def lag(self, lag: dict[int, int]) -> None: ...
+
 
 class NullObserver:
     """Reports nothing."""
@@ -52,6 +54,9 @@ class NullObserver:
         return None
 
     def paused(self, paused: bool) -> None:
+        return None
+
+    def lag(self, lag: dict[int, int]) -> None:
         return None
 
 
@@ -85,6 +90,7 @@ class StreamProcessor:
 
     def run(self) -> Outcome:
         """Consume until stopped; the batch in hand is finished and committed first."""
+        reported = 0.0
         while not self.stop.is_set():
             batch = self.stream.poll(self.options.max_records, self.options.max_wait_s)
             if batch:
@@ -93,6 +99,9 @@ class StreamProcessor:
                 except TransientError:
                     logger.warning("stopping during an outage: batch left uncommitted for replay")
                     break
+            if time.monotonic() - reported >= 1.0:
+                reported = time.monotonic()
+                self.observer.lag(self.stream.lag())
         return self.total
 
     def _handle(self, batch: list[RawRecord]) -> None:

@@ -43,6 +43,7 @@ class KafkaRecordStream:
         self.topic = settings.topic
         self.consumer = Consumer(config)
         self.owned: set[int] = set()
+        self._committed: dict[int, int] = {}
         self._paused = False
         self.consumer.subscribe(
             [self.topic],
@@ -82,6 +83,7 @@ class KafkaRecordStream:
             self.consumer.commit(offsets=offsets, asynchronous=False)
         except KafkaException as exc:
             raise translate(exc, "commit") from exc
+        self._committed.update((tp.partition, tp.offset) for tp in offsets)
 
     def owns(self, record: RawRecord) -> bool:
         return record.position.partition in self.owned
@@ -106,18 +108,18 @@ class KafkaRecordStream:
                 self.consumer.seek(TopicPartition(self.topic, partition, offset))
 
     def lag(self) -> dict[int, int]:
-        """Per owned partition: high watermark minus committed position."""
+        """Per owned partition: high watermark minus committed offset, from local state only."""
         result: dict[int, int] = {}
-        assignment = [TopicPartition(self.topic, p) for p in sorted(self.owned)]
-        if not assignment:
-            return result
-        try:
-            committed = self.consumer.committed(assignment, timeout=5)
-            for tp in committed:
-                _, high = self.consumer.get_watermark_offsets(tp, timeout=5, cached=False)
-                result[tp.partition] = max(high - max(tp.offset, 0), 0)
-        except KafkaException as exc:
-            logger.debug("lag unavailable: %s", exc)
+        for partition in sorted(self.owned):
+            try:
+                low, high = self.consumer.get_watermark_offsets(
+                    TopicPartition(self.topic, partition), cached=True
+                )
+            except KafkaException:
+                continue
+            if high < 0:  # no fetch response yet
+                continue
+            result[partition] = max(high - self._committed.get(partition, max(low, 0)), 0)
         return result
 
     def close(self) -> None:
@@ -126,6 +128,9 @@ class KafkaRecordStream:
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self.owned.update(tp.partition for tp in partitions)
+        for tp in consumer.committed(partitions, timeout=10):
+            if tp.offset >= 0:
+                self._committed[tp.partition] = tp.offset
         if self._paused:
             consumer.pause(partitions)
         logger.info("assigned partitions %s", sorted(tp.partition for tp in partitions))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
@@ -44,7 +44,7 @@ class PrometheusStreamMetrics:
             buckets=_LATENCY_BUCKETS,
             registry=r,
         )
-        self.lag = Gauge(
+        self.lag_gauge = Gauge(
             "txcat_stream_consumer_lag", "Records behind, per partition", ["partition"], registry=r
         )
         self.is_paused = Gauge("txcat_stream_paused", "1 while paused for a dependency", registry=r)
@@ -72,7 +72,6 @@ class PrometheusStreamMetrics:
     def paused(self, paused: bool) -> None:
         self.is_paused.set(1 if paused else 0)
 
-    def watch_lag(self, lag: Callable[[], dict[int, int]]) -> None:
-        """Refresh the lag gauges from `lag()`."""
-        for partition, value in lag().items():
-            self.lag.labels(str(partition)).set(value)
+    def lag(self, lag: dict[int, int]) -> None:
+        for partition, value in lag.items():
+            self.lag_gauge.labels(str(partition)).set(value)

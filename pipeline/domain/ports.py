@@ -83,6 +83,10 @@ class RecordStream(Protocol):
         """Wait while serving group membership (heartbeats, rebalances)."""
         ...
 
+    def lag(self) -> dict[int, int]:
+        """Records not yet committed, per owned partition (from local state, cheap)."""
+        ...
+
 
 class DeadLetterStore(Protocol):
     """The dead letters parked in the database, for redrive."""

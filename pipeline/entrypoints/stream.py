@@ -53,10 +53,6 @@ def run_stream(
         if stop is not None:
             processor.stop = stop
         _install_signal_handlers(processor.stop)
-        lag_thread = threading.Thread(
-            target=_lag_loop, args=(processor.stop, stream, metrics), daemon=True
-        )
-        lag_thread.start()
         logger.info("consuming %s as group %s", kafka.topic, kafka.group_id)
         try:
             total = processor.run()
@@ -65,18 +61,6 @@ def run_stream(
             producer.flush(10)
     logger.info("consumer stopped: %s", total.as_dict())
     return total
-
-
-def _lag_loop(
-    stop: threading.Event, stream: KafkaRecordStream, metrics: PrometheusStreamMetrics
-) -> None:
-    # Lag needs broker round trips: every few seconds, off the poll thread (librdkafka's
-    # committed/watermark reads are thread-safe).
-    while not stop.wait(5):
-        try:
-            metrics.watch_lag(stream.lag)
-        except Exception:  # noqa: BLE001 - metrics must never kill the consumer
-            logger.debug("lag refresh failed", exc_info=True)
 
 
 def _install_signal_handlers(stop: threading.Event) -> None:

@@ -8,6 +8,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 import sqlalchemy as sa
 from confluent_kafka import Consumer, Producer
@@ -15,7 +16,7 @@ from confluent_kafka import Consumer, Producer
 from pipeline.dev.generate import generate
 from pipeline.domain.ids import transaction_uuid
 from tests.fakes import rule
-from tests.support.services import MlApiProcess
+from tests.support.services import MlApiProcess, free_port
 from tests.support.streaming import StreamEnv, stop, wait_for
 
 pytestmark = pytest.mark.kafka
@@ -57,7 +58,8 @@ def test_seed_file_produced_and_consumed_gives_10000_rows_and_zero_lag(
     produced = stream_env.cli("produce", str(seed_file))
     assert produced.returncode == 0, produced.stderr
     assert "sent 10000, failed 0" in produced.stdout
-    consumers.append(stream_env.consumer())
+    port = free_port()
+    consumers.append(stream_env.consumer(METRICS_PORT=str(port)))
     wait_for(lambda: count(postgres_engine) == 10_000, 180, "10,000 stored rows")
     stored = categories(postgres_engine)
     assert all(category == rule(tid) for tid, category in stored.items())
@@ -65,6 +67,31 @@ def test_seed_file_produced_and_consumed_gives_10000_rows_and_zero_lag(
     wait_for(lambda: stream_env.committed() == 10_000, 30, "offsets committed")
     assert stream_env.end_offsets() - stream_env.committed() == 0  # lag drained
     assert count(postgres_engine, "SELECT count(*) FROM dead_letters") == 0
+    metrics = scrape(port)
+    assert metrics["txcat_stream_records_consumed_total"] == 10_000
+    assert metrics["txcat_stream_records_categorised_total"] == 10_000
+    assert metrics["txcat_stream_paused"] == 0
+    assert metrics["txcat_stream_end_to_end_seconds_count"] == 10_000
+    wait_for(
+        lambda: (
+            sum(v for k, v in scrape(port).items() if k.startswith("txcat_stream_consumer_lag{"))
+            == 0
+            and any(k.startswith("txcat_stream_consumer_lag{") for k in scrape(port))
+        ),
+        20,
+        "lag gauges at 0",
+    )
+
+
+def scrape(port: int) -> dict[str, float]:
+    """The consumer's Prometheus metrics, by sample name with labels."""
+    text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+    samples = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            name, _, value = line.rpartition(" ")
+            samples[name] = float(value)
+    return samples
 
 
 POISON = {
