@@ -92,7 +92,13 @@ class StreamProcessor:
         """Consume until stopped; the batch in hand is finished and committed first."""
         reported = 0.0
         while not self.stop.is_set():
-            batch = self.stream.poll(self.options.max_records, self.options.max_wait_s)
+            try:
+                batch = self.stream.poll(self.options.max_records, self.options.max_wait_s)
+            except TransientError as exc:
+                logger.warning("poll failed, retrying: %s", exc)
+                self.observer.retrying(exc)
+                self.stream.idle(self.options.backoff_initial_s)
+                continue
             if batch:
                 try:
                     self._handle(batch)
@@ -109,7 +115,9 @@ class StreamProcessor:
         retrying = Retrying(
             retry=retry_if_exception_type(TransientError),
             wait=wait_exponential_jitter(
-                multiplier=self.options.backoff_initial_s, max=self.options.backoff_max_s
+                multiplier=self.options.backoff_initial_s,
+                max=self.options.backoff_max_s,
+                jitter=self.options.backoff_initial_s,
             ),
             stop=stop_when_event_set(self.stop),
             sleep=self.stream.idle,

@@ -128,9 +128,12 @@ class KafkaRecordStream:
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self.owned.update(tp.partition for tp in partitions)
-        for tp in consumer.committed(partitions, timeout=10):
-            if tp.offset >= 0:
-                self._committed[tp.partition] = tp.offset
+        try:  # only for the lag gauge: never let it break the rebalance
+            for tp in consumer.committed(partitions, timeout=10):
+                if tp.offset >= 0:
+                    self._committed[tp.partition] = tp.offset
+        except KafkaException as exc:
+            logger.warning("committed offsets unavailable on assign: %s", exc)
         if self._paused:
             consumer.pause(partitions)
         logger.info("assigned partitions %s", sorted(tp.partition for tp in partitions))
@@ -154,7 +157,7 @@ def to_record(message: Message) -> RawRecord:
         RawRecord,
         position,
         key=key_bytes.decode("utf-8", "backslashreplace") if key_bytes is not None else None,
-        replays=int(headers.get(REDRIVE_HEADER) or 0),
+        replays=_replays(headers.get(REDRIVE_HEADER), position),
         event_time=stamp / 1000 if stamp_type else None,
     )
     if not value:
@@ -170,3 +173,12 @@ def to_record(message: Message) -> RawRecord:
     if source_id not in (None, ""):
         fields["id"] = source_id  # the producer's source id maps to the same deterministic UUID
     return record(raw, fields)
+
+
+def _replays(header: str | bytes | None, position: SourcePosition) -> int:
+    """The redrive count header; a malformed one must not jam the partition."""
+    try:
+        return int(header or 0)
+    except ValueError:
+        logger.warning("ignoring malformed %s header %r at %s", REDRIVE_HEADER, header, position)
+        return 0

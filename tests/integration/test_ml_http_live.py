@@ -1,0 +1,195 @@
+"""HttpCategoriser against the real ML API over loopback HTTP: answers, retries, 413 bisection."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+
+import httpx
+import pytest
+
+from pipeline.adapters.ml_http import HttpCategoriser, RetryPolicy, make_client
+from pipeline.domain.errors import CategoriserRejected, CategoriserUnavailable
+from pipeline.domain.ids import transaction_uuid
+from pipeline.domain.model import RawRecord, Side, SourcePosition, Transaction
+from pipeline.service import CategoriseRecords, UseCaseOptions
+from tests.fakes import InMemoryStore, rule
+from tests.support.services import MlApiProcess
+
+FAST = RetryPolicy(attempts=4, initial_s=0.01, max_s=0.05)
+
+
+def transactions(n: int, prefix: str = "live") -> list[Transaction]:
+    return [
+        Transaction(
+            transaction_uuid(f"{prefix}-{i}"),
+            f"{prefix}-{i}",
+            f"Purchase {i}",
+            Decimal("-12.34"),
+            datetime(2023, 1, 1, 10, 0, tzinfo=UTC),
+            "Lidl" if i % 2 else None,
+            "payment",
+            Side.DEBIT,
+        )
+        for i in range(n)
+    ]
+
+
+def raw_records(n: int) -> list[RawRecord]:
+    return [
+        RawRecord(
+            SourcePosition("live.csv", line=i + 2),
+            f"raw {i}",
+            {
+                "id": f"bisect-{i}",
+                "description": "Purchase",
+                "amount": "-10.00",
+                "timestamp": "2023-01-01 10:00:00",
+                "merchant": "Lidl",
+                "operation_type": "payment",
+                "side": "debit",
+            },
+        )
+        for i in range(n)
+    ]
+
+
+def pending_faults(ml_api: MlApiProcess) -> int:
+    response = httpx.post(f"{ml_api.url}/admin/faults", json={"fail_next": 0})
+    response.raise_for_status()
+    return int(response.json()["pending"])
+
+
+class Recorded:
+    """Every request sent and every status answered by a client (httpx event hooks)."""
+
+    def __init__(self, client: httpx.Client) -> None:
+        self.requests = 0
+        self.statuses: list[int] = []
+        client.event_hooks["request"].append(self._request)
+        client.event_hooks["response"].append(self._response)
+
+    def _request(self, _request: httpx.Request) -> None:
+        self.requests += 1
+
+    def _response(self, response: httpx.Response) -> None:
+        self.statuses.append(response.status_code)
+
+
+@pytest.fixture
+def client(ml_api: MlApiProcess) -> Iterator[httpx.Client]:
+    with make_client(ml_api.url, timeout_s=10) as built:
+        yield built
+
+
+@pytest.fixture
+def small_batch_api(tmp_path: Path) -> Iterator[MlApiProcess]:
+    """A dedicated ML API that accepts at most 100 transactions per call."""
+    service = MlApiProcess(tmp_path / "ml_api_small.log", ML_API_MAX_BATCH="100").start()
+    yield service
+    service.stop()
+
+
+def test_categories_equal_the_rule_and_model_version_is_reported(client: httpx.Client) -> None:
+    sent = transactions(250)
+
+    answer = HttpCategoriser(client, FAST).categorise(sent)
+
+    assert [c.transaction_id for c in answer] == [t.id for t in sent]
+    assert [c.category for c in answer] == [rule(t.id) for t in sent]
+    assert {c.model_version for c in answer} == {"hash-v1"}
+
+
+def test_empty_batch_makes_no_request(client: httpx.Client) -> None:
+    recorded = Recorded(client)
+
+    assert HttpCategoriser(client, FAST).categorise([]) == []
+    assert recorded.requests == 0
+
+
+def test_injected_503s_are_retried_until_the_call_succeeds(
+    ml_api: MlApiProcess, client: httpx.Client
+) -> None:
+    recorded = Recorded(client)
+    ml_api.arm_faults(2, 503)
+
+    answer = HttpCategoriser(client, FAST).categorise(transactions(5))
+
+    assert [c.category for c in answer] == [rule(t.id) for t in transactions(5)]
+    assert recorded.statuses == [503, 503, 200]
+    assert pending_faults(ml_api) == 0
+
+
+def test_outage_longer_than_the_attempts_raises_categoriser_unavailable(
+    ml_api: MlApiProcess, client: httpx.Client
+) -> None:
+    recorded = Recorded(client)
+    ml_api.arm_faults(FAST.attempts, 503)
+
+    with pytest.raises(CategoriserUnavailable, match="503"):
+        HttpCategoriser(client, FAST).categorise(transactions(3))
+
+    assert recorded.statuses == [503] * FAST.attempts
+    assert pending_faults(ml_api) == 0
+
+
+def test_a_4xx_other_than_429_is_rejected_at_once_without_retry(
+    ml_api: MlApiProcess, client: httpx.Client
+) -> None:
+    recorded = Recorded(client)
+    ml_api.arm_faults(1, 422)
+
+    with pytest.raises(CategoriserRejected) as raised:
+        HttpCategoriser(client, FAST).categorise(transactions(3))
+
+    assert raised.value.status == 422
+    assert recorded.statuses == [422]
+
+
+def test_429_is_retried_like_an_outage(ml_api: MlApiProcess, client: httpx.Client) -> None:
+    recorded = Recorded(client)
+    ml_api.arm_faults(1, 429)
+
+    answer = HttpCategoriser(client, FAST).categorise(transactions(2))
+
+    assert len(answer) == 2
+    assert recorded.statuses == [429, 200]
+
+
+def test_batch_over_the_api_limit_is_bisected_until_every_record_is_categorised(
+    small_batch_api: MlApiProcess,
+) -> None:
+    store = InMemoryStore()
+    with make_client(small_batch_api.url) as small_client:
+        recorded = Recorded(small_client)
+        use_case = CategoriseRecords(
+            HttpCategoriser(small_client, FAST),
+            store,
+            store,
+            options=UseCaseOptions(ml_batch_size=1000),
+        )
+
+        outcome = use_case(raw_records(1000))
+
+    assert (outcome.read, outcome.valid, outcome.categorised) == (1000, 1000, 1000)
+    assert store.dead_letters == {}
+    assert outcome.rejected_total == 0
+    assert all(c.category == rule(tid) for tid, c in store.categorisations.items())
+    assert {c.model_version for c in store.categorisations.values()} == {"hash-v1"}
+    # 1000 → 2×500 → 4×250 → 8×125 are refused (15 × 413); 16 halves of 62/63 fit.
+    assert Counter(recorded.statuses) == {413: 15, 200: 16}
+
+
+def test_unreachable_api_raises_categoriser_unavailable_after_the_configured_attempts() -> None:
+    policy = RetryPolicy(attempts=3, initial_s=0.01, max_s=0.02)
+    with make_client("http://127.0.0.1:9", timeout_s=2) as unreachable:
+        recorded = Recorded(unreachable)
+
+        with pytest.raises(CategoriserUnavailable, match="unreachable"):
+            HttpCategoriser(unreachable, policy).categorise(transactions(1))
+
+    assert recorded.requests == 3
+    assert recorded.statuses == []
