@@ -1,0 +1,108 @@
+"""Airflow DAG: categorise a CSV file of transactions into PostgreSQL, chunk by chunk.
+
+`open_run` checks the file and records a run; `plan` cuts it into line windows; one mapped
+`categorise_chunk` per window runs the pipeline's use case (pool `ml_api` caps the calls in
+flight, retries cover outages; every write is an idempotent upsert, so retries and
+re-triggers are harmless); `close_run` adds the counts up and fails the run when chunks are
+missing or the share of rejected rows is above `max_reject_share` (stored rows stay).
+
+The DAG only schedules `pipeline` code. DATABASE_URL and ML_API_URL come from the
+environment of the Airflow workers, never from XCom.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pendulum
+from airflow.sdk import Param, TriggerRule, XComArg, dag, get_current_context, task
+
+ML_POOL = "ml_api"
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+
+
+@dag(
+    dag_id="categorise_transactions",
+    schedule=None,
+    start_date=pendulum.datetime(2024, 1, 1, tz="UTC"),
+    catchup=False,
+    max_active_runs=1,
+    tags=["transactions", "batch"],
+    doc_md=__doc__,
+    params={
+        "path": Param(
+            "data/transactions.csv",
+            type="string",
+            title="CSV file",
+            description="Path of the file, absolute or relative to the project folder.",
+        ),
+        "chunk_size": Param(
+            2500,
+            type="integer",
+            minimum=100,
+            maximum=1_000_000,
+            title="Rows per chunk",
+            description="One mapped task per chunk.",
+        ),
+        "max_reject_share": Param(
+            0.05,
+            type="number",
+            minimum=0,
+            maximum=1,
+            title="Maximum share of rejected rows",
+            description="Above it the run fails (stored rows stay).",
+        ),
+    },
+)
+def categorise_transactions() -> None:
+    @task
+    def open_run() -> dict[str, Any]:
+        from pipeline.entrypoints.orchestration import open_run as open_pipeline_run
+
+        params = get_current_context()["params"]
+        return open_pipeline_run(_path(), dict(params))
+
+    @task
+    def plan(opened: dict[str, Any]) -> list[dict[str, int]]:
+        from pipeline.entrypoints.orchestration import plan_chunks
+
+        params = get_current_context()["params"]
+        return plan_chunks(opened["report"]["path"], int(params["chunk_size"]))
+
+    @task(
+        pool=ML_POOL,
+        retries=3,
+        retry_delay=pendulum.duration(seconds=10),
+        retry_exponential_backoff=True,
+        max_retry_delay=pendulum.duration(minutes=5),
+    )
+    def categorise_chunk(first_line: int, last_line: int) -> dict[str, Any]:
+        from pipeline.entrypoints.orchestration import run_chunk
+
+        return run_chunk(_path(), first_line, last_line)
+
+    # all_done: a chunk that failed for good still gets the run recorded as failed.
+    @task(trigger_rule=TriggerRule.ALL_DONE)
+    def close_run(
+        opened: dict[str, Any], chunks: list[dict[str, int]], outcomes: list[dict[str, Any]]
+    ) -> dict[str, Any]:
+        from pipeline.entrypoints.orchestration import close_run as close_pipeline_run
+
+        params = get_current_context()["params"]
+        # A slice fetches the finished chunks' results in one call (a failed chunk has none).
+        done = list(outcomes[:])
+        share = float(params["max_reject_share"])
+        return close_pipeline_run(opened["run_id"], len(chunks), done, share)
+
+    opened = open_run()
+    chunks: XComArg = plan(opened)
+    close_run(opened, chunks, categorise_chunk.expand_kwargs(chunks))
+
+
+def _path() -> str:
+    raw = Path(get_current_context()["params"]["path"])
+    return str(raw if raw.is_absolute() else PROJECT_ROOT / raw)
+
+
+categorise_transactions()
