@@ -119,7 +119,7 @@ def _record(
 ) -> RawRecord:
     position = SourcePosition(source, line=line)
     try:
-        raw.encode("utf-8")
+        raw.isascii() or raw.encode("utf-8")
     except UnicodeEncodeError:  # lone surrogates: bytes that were not UTF-8 in the file
         safe = raw.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
         return RawRecord(position, safe, None, "row is not valid UTF-8")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
-from uuid import UUID
 
 import httpx
 import orjson
@@ -69,9 +68,12 @@ class HttpCategoriser:
         """One categorisation per transaction, in the same order."""
         if not transactions:
             return []
-        response = self._post(orjson.dumps([_payload(t) for t in transactions]))
+        ids = [str(t.id) for t in transactions]
+        response = self._post(
+            orjson.dumps([_payload(i, t) for i, t in zip(ids, transactions, strict=True)])
+        )
         version = response.headers.get("x-model-version", "unknown")
-        return _check_answer(transactions, response.content, version)
+        return _check_answer(ids, transactions, response.content, version)
 
     def _post_once(self, body: bytes) -> httpx.Response:
         try:
@@ -87,9 +89,9 @@ class HttpCategoriser:
         return response
 
 
-def _payload(transaction: Transaction) -> dict[str, object]:
+def _payload(transaction_id: str, transaction: Transaction) -> dict[str, object]:
     return {
-        "id": str(transaction.id),
+        "id": transaction_id,
         "description": transaction.description,
         "amount": str(transaction.amount),
         "timestamp": transaction.timestamp.isoformat(),
@@ -100,20 +102,21 @@ def _payload(transaction: Transaction) -> dict[str, object]:
 
 
 def _check_answer(
-    transactions: Sequence[Transaction], content: bytes, version: str
+    ids: list[str], transactions: Sequence[Transaction], content: bytes, version: str
 ) -> list[Categorisation]:
     try:
         items = orjson.loads(content)
-        answer = {UUID(item["transaction_id"]): item["category"] for item in items}
-    except (orjson.JSONDecodeError, TypeError, KeyError, ValueError) as exc:
+        answer = {item["transaction_id"]: item["category"] for item in items}
+    except (orjson.JSONDecodeError, TypeError, KeyError) as exc:
         raise CategoriserContractError(f"unreadable ML API answer: {exc!r}") from exc
     if len(items) != len(transactions) or len(answer) != len(transactions):
         raise CategoriserContractError(
             f"sent {len(transactions)} transactions, got {len(items)} answers ({len(answer)} ids)"
         )
     result = []
-    for transaction in transactions:
-        category = answer.get(transaction.id)
+    for transaction_id, transaction in zip(ids, transactions, strict=True):
+        # Ids were sent in canonical form and come back so; anything else is a contract error.
+        category = answer.get(transaction_id)
         if category not in _KNOWN:
             raise CategoriserContractError(
                 f"{transaction.id}: missing or unknown category {category!r}"

@@ -1,4 +1,9 @@
-"""Value objects of the domain: raw records, transactions, categorisations, rejects, outcomes."""
+"""Value objects of the domain: raw records, transactions, categorisations, rejects, outcomes.
+
+The per-row value objects are NamedTuples: immutable like frozen dataclasses, but built by
+tuple.__new__ in C, which matters at a million rows (frozen dataclass __init__ was ~10% of
+the batch's CPU).
+"""
 
 from __future__ import annotations
 
@@ -8,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
+from typing import NamedTuple
 from uuid import UUID
 
 CATEGORIES: tuple[str, ...] = (
@@ -45,8 +51,7 @@ class Stage(enum.StrEnum):
     STORE = "store"
 
 
-@dataclass(frozen=True, slots=True)
-class SourcePosition:
+class SourcePosition(NamedTuple):
     """Where a record came from: file and line, or topic, partition and offset."""
 
     source: str
@@ -62,8 +67,7 @@ class SourcePosition:
         return self.source
 
 
-@dataclass(frozen=True, slots=True)
-class RawRecord:
+class RawRecord(NamedTuple):
     """A record as read from a source, before validation.
 
     `fields` is None when the record could not even be split into fields;
@@ -80,8 +84,7 @@ class RawRecord:
     event_time: float | None = None  # epoch seconds the event was produced, when known
 
 
-@dataclass(frozen=True, slots=True)
-class Transaction:
+class Transaction(NamedTuple):
     """A validated transaction, identified by a deterministic UUID."""
 
     id: UUID
@@ -94,8 +97,7 @@ class Transaction:
     side: Side
 
 
-@dataclass(frozen=True, slots=True)
-class Categorisation:
+class Categorisation(NamedTuple):
     """The category the model gave a transaction."""
 
     transaction_id: UUID

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import NamedTuple
 from datetime import datetime, tzinfo
 from decimal import Decimal, InvalidOperation
 from zoneinfo import ZoneInfo
@@ -17,6 +18,7 @@ REQUIRED_FIELDS = ("id", "description", "amount", "timestamp", "operation_type",
 _TEXT_FIELDS = ("id", "description", "timestamp", "merchant", "operation_type", "side")
 KNOWN_OPERATION_TYPES = frozenset({"payment", "direct_debit", "transfer", "refund"})
 _SIDES = {side.value: side for side in Side}
+_DEBIT, _CREDIT = Side.DEBIT, Side.CREDIT  # enum attribute lookups are slow on the hot path
 _AMOUNT = re.compile(r"[+-]?\d+(?:[.,]\d{1,2})?")
 
 
@@ -31,8 +33,7 @@ class ValidationRules:
     known_operation_types: frozenset[str] = field(default=KNOWN_OPERATION_TYPES)
 
 
-@dataclass(frozen=True)
-class Validated:
+class Validated(NamedTuple):
     """A transaction plus the non-blocking observations made while validating it."""
 
     transaction: Transaction
@@ -67,33 +68,33 @@ class Validator:
             side=side,
         )
         warnings: tuple[str, ...] = ()
-        if (side is Side.DEBIT and amount > 0) or (side is Side.CREDIT and amount < 0):
+        if (side is _DEBIT and amount > 0) or (side is _CREDIT and amount < 0):
             warnings = ("sign_disagrees_with_side",)
         unseen = transaction.operation_type not in self.rules.known_operation_types
         return Validated(transaction, warnings, transaction.operation_type if unseen else None)
 
     def _texts(self, values: Mapping[str, object]) -> dict[str, str]:
-        """Strip the text fields, checking presence and length in one pass."""
+        """Strip the text fields, checking presence and length in one pass (hot path)."""
         texts: dict[str, str] = {}
+        limit = self.rules.max_text_length
         for name in _TEXT_FIELDS:
             value = values.get(name)
-            if value is None:
-                text = ""
-            elif isinstance(value, str):
+            if value.__class__ is str:
                 text = value.strip()
+            elif value is None:
+                text = ""
             elif isinstance(value, int | float) and not isinstance(value, bool):
                 text = str(value)
             else:
                 raise InvalidRecord(
                     "invalid_field", f"{name} must be text, not {type(value).__name__}"
                 )
+            if len(text) > limit:
+                raise InvalidRecord(
+                    "field_too_long", f"{name} has {len(text)} characters (max {limit})"
+                )
             if not text and name != "merchant":
                 raise InvalidRecord("missing_field", f"{name} is missing or empty")
-            if len(text) > self.rules.max_text_length:
-                raise InvalidRecord(
-                    "field_too_long",
-                    f"{name} has {len(text)} characters (max {self.rules.max_text_length})",
-                )
             texts[name] = text
         return texts
 

@@ -32,7 +32,11 @@ def reason_of(rec: RawRecord, validator: Validator | None = None) -> str:
 
 
 def test_integer_id_maps_to_uuid5_of_the_project_namespace() -> None:
-    assert transaction_uuid("42") == uuid5(TRANSACTION_NAMESPACE, "42")
+    for source_id in [*map(str, range(5000)), "abc", "é-ü", "x" * 300]:
+        expected = uuid5(TRANSACTION_NAMESPACE, source_id)
+        mapped = transaction_uuid(source_id)
+        assert mapped == expected
+        assert (str(mapped), hash(mapped), mapped.version) == (str(expected), hash(expected), 5)
     assert transaction_uuid(" 42 ") == transaction_uuid("42")
     assert transaction_uuid("42") != transaction_uuid("43")
 
