@@ -63,8 +63,8 @@ class KafkaSettings(BaseSettings):
     dlq_topic: str = "transactions.dlq"
     partitions: int = 6
     group_id: str = "txcat-categoriser"
-    batch_max_records: int = 2000
-    batch_max_ms: int = 200
+    batch_max_records: int = 5000
+    batch_max_ms: int = 50
     security_protocol: str = "PLAINTEXT"
     sasl_username: str | None = None
     sasl_password: SecretStr | None = None

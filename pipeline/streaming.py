@@ -64,8 +64,8 @@ class NullObserver:
 class StreamOptions:
     """Micro-batch size and the back-off used while a dependency is down."""
 
-    max_records: int = 2000
-    max_wait_s: float = 0.2
+    max_records: int = 5000
+    max_wait_s: float = 0.05
     backoff_initial_s: float = 0.5
     backoff_max_s: float = 10.0
 
