@@ -246,7 +246,9 @@ def redrive(
 
 
 @kafka_app.command("up")
-def kafka_up(port: Annotated[Optional[int], typer.Option()] = None) -> None:  # noqa: UP045
+def kafka_up(
+    port: Annotated[int, typer.Option(help="Loopback port (the default bootstrap's).")] = 9092,
+) -> None:
     """Start the local Kafka broker (jars from Maven Central); prints the bootstrap address."""
     from pipeline.dev import kafka_broker
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import signal
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -283,3 +284,31 @@ def test_redrive_after_a_fix_stores_the_dead_letters_and_a_second_redrive_is_a_n
     )
     stored = categories(postgres_engine)
     assert all(category == rule(tid) for tid, category in stored.items())
+
+
+def test_json_lines_file_is_produced_and_consumed(
+    stream_env: StreamEnv, consumers: list, postgres_engine: sa.Engine, tmp_path: Path
+) -> None:
+    events = tmp_path / "events.jsonl"
+    ids = [str(uuid.uuid4()) for _ in range(50)]
+    lines = [
+        json.dumps(
+            {
+                "id": i,
+                "description": "Card payment",
+                "amount": -12.5,
+                "timestamp": "2024-05-01T10:00:00+02:00",
+                "merchant": None,
+                "operation_type": "card_payment",
+                "side": "debit",
+            }
+        )
+        for i in ids
+    ]
+    events.write_text("\n".join([*lines, "not json"]) + "\n")
+    produced = stream_env.cli("produce", str(events))
+    assert "sent 51, failed 0" in produced.stdout, produced.stderr
+    consumers.append(stream_env.consumer())
+    wait_for(lambda: count(postgres_engine) == 50, 120, "50 rows")
+    wait_for(lambda: count(postgres_engine, "SELECT count(*) FROM dead_letters") == 1, 60, "1 dlq")
+    assert {str(t) for t in categories(postgres_engine)} == set(ids)
