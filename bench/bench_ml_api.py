@@ -2,9 +2,7 @@
 
 import argparse
 import os
-import socket
-import subprocess
-import sys
+import tempfile
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -13,14 +11,8 @@ from pathlib import Path
 import httpx
 import orjson
 
-ROOT = Path(__file__).resolve().parents[1]
+from pipeline.dev.ml_api_server import MlApiServer
 
-
-def free_port() -> int:
-    """Return a loopback port that was free a moment ago."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def make_batch(size: int) -> bytes:
@@ -40,37 +32,6 @@ def make_batch(size: int) -> bytes:
     return orjson.dumps(items)
 
 
-def start_server(port: int, access_log: bool) -> subprocess.Popen[bytes]:
-    """Start ``uvicorn ml_api.main:app`` with one worker and wait until /health answers."""
-    cmd = [
-        sys.executable,
-        "-m",
-        "uvicorn",
-        "ml_api.main:app",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--workers",
-        "1",
-        "--log-level",
-        "warning",
-    ]
-    if not access_log:
-        cmd.append("--no-access-log")
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "ML_API_FAIL_FIRST_N": "0"}
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=env)
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
-                return proc
-        except httpx.TransportError:
-            time.sleep(0.05)
-    proc.terminate()
-    raise RuntimeError("ml_api did not start within 20 s")
-
-
 def post_batches(url: str, body: bytes, count: int) -> None:
     """Post ``body`` ``count`` times on one keep-alive connection."""
     headers = {"Content-Type": "application/json"}
@@ -88,14 +49,16 @@ def cpu_seconds(pid: int) -> float:
 
 def run(batches: int, batch_size: int, concurrency: int, access_log: bool) -> tuple[float, float]:
     """Run the benchmark; return wall-clock and server-CPU transactions per second."""
-    port = free_port()
-    proc = start_server(port, access_log)
+    server = MlApiServer(
+        Path(tempfile.mkdtemp()) / "ml_api.log", access_log=access_log, ML_API_FAIL_FIRST_N="0"
+    ).start()
+    pid = server.pid or 0
     try:
-        url = f"http://127.0.0.1:{port}/predict"
+        url = f"{server.url}/predict"
         body = make_batch(batch_size)
         post_batches(url, body, 20)  # warm-up
         per_client = batches // concurrency
-        cpu_before = cpu_seconds(proc.pid)
+        cpu_before = cpu_seconds(pid)
         started = time.perf_counter()
         with ThreadPoolExecutor(concurrency) as pool:
             for future in [
@@ -103,10 +66,9 @@ def run(batches: int, batch_size: int, concurrency: int, access_log: bool) -> tu
             ]:
                 future.result()
         elapsed = time.perf_counter() - started
-        server_cpu = cpu_seconds(proc.pid) - cpu_before
+        server_cpu = cpu_seconds(pid) - cpu_before
     finally:
-        proc.terminate()
-        proc.wait(10)
+        server.stop()
     sent = per_client * concurrency * batch_size
     return sent / elapsed, sent / server_cpu
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -14,13 +13,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
 import psutil
 import sqlalchemy as sa
 
 from pipeline.adapters import embedded_pg, postgres_schema
 from pipeline.adapters.embedded_pg import EmbeddedPostgres
 from pipeline.adapters.postgres import make_engine
+from pipeline.dev.ml_api_server import MlApiServer
 
 ROOT = Path(__file__).resolve().parents[1]
 CACHE = ROOT / ".cache" / "bench"
@@ -34,13 +33,6 @@ def load_average() -> str:
     """The 1/5/15-minute load averages, to judge how disturbed a measurement was."""
     one, five, fifteen = os.getloadavg()
     return f"{one:.2f} {five:.2f} {fifteen:.2f} (on {os.cpu_count()} cores)"
-
-
-def free_port() -> int:
-    """A loopback port that was free a moment ago."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def pipeline_cmd(*args: str) -> list[str]:
@@ -211,47 +203,11 @@ class MeasuredProcess:
 # --- Services ----------------------------------------------------------------------------------
 
 
-class MlApi:
-    """The real ML API: `uvicorn ml_api.main:app`, one worker, no access log, faults off."""
+class MlApi(MlApiServer):
+    """The real ML API: one worker, no access log, faults off."""
 
     def __init__(self, log: Path) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log = log
-        self.popen: subprocess.Popen[bytes] | None = None
-
-    def start(self, timeout: float = 30.0) -> MlApi:
-        cmd = [PY, "-m", "uvicorn", "ml_api.main:app", "--host", "127.0.0.1", "--port",
-               str(self.port), "--workers", "1", "--no-access-log", "--log-level", "warning"]
-        env = {**os.environ, "ML_API_FAIL_FIRST_N": "0", "ML_API_ENABLE_FAULTS": "false"}
-        with open(self.log, "ab") as out:
-            self.popen = subprocess.Popen(
-                cmd, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT
-            )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.popen.poll() is not None:
-                raise RuntimeError(f"ML API exited: {self.log.read_text()[-2000:]}")
-            try:
-                if httpx.get(f"{self.url}/health", timeout=1).status_code == 200:
-                    return self
-            except httpx.TransportError:
-                time.sleep(0.1)
-        self.stop()
-        raise RuntimeError("ML API did not become healthy in time")
-
-    @property
-    def pid(self) -> int | None:
-        return None if self.popen is None else self.popen.pid
-
-    def stop(self) -> None:
-        if self.popen is not None and self.popen.poll() is None:
-            self.popen.terminate()
-            try:
-                self.popen.wait(10)
-            except subprocess.TimeoutExpired:
-                self.popen.kill()
-                self.popen.wait(10)
+        super().__init__(log, ML_API_FAIL_FIRST_N="0", ML_API_ENABLE_FAULTS="false")
 
 
 def postmaster_pid(server: EmbeddedPostgres) -> int:
