@@ -82,8 +82,10 @@ def run_file(
         print(f"batch run on {path} failed (exit {run.returncode}):\n{run.tail()}", file=sys.stderr)
     stored, dead = stored_counts(url)
     status = query(url, "SELECT coalesce(max(status), 'none') FROM pipeline_runs")[0]
-    print(f"  {label}: exit {run.returncode}, run {status}, {stored:,} stored + {dead:,} "
-          f"dead-lettered of {rows:,} rows")
+    print(
+        f"  {label}: exit {run.returncode}, run {status}, {stored:,} stored + {dead:,} "
+        f"dead-lettered of {rows:,} rows"
+    )
     embedded_pg.drop_database(server.url, name)
     match = _DONE.search(run.log.read_text(errors="replace"))
     in_process = float(match.group(2)) if match else None
@@ -97,8 +99,20 @@ def _profiled(cmd: list[str], label: str, profile: str | None) -> list[str]:
         py_spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
         out = OUT / f"batch-{label}.{profile}.speedscope.json"
         mode = ["--gil"] if profile == "py-spy" else ["--idle"]
-        return [py_spy, "record", "--format", "speedscope", "--rate", "100", "--threads", *mode,
-                "--output", str(out), "--", *cmd]
+        return [
+            py_spy,
+            "record",
+            "--format",
+            "speedscope",
+            "--rate",
+            "100",
+            "--threads",
+            *mode,
+            "--output",
+            str(out),
+            "--",
+            *cmd,
+        ]
     if profile == "cprofile":
         return [cmd[0], "-m", "cProfile", "-o", str(OUT / f"batch-{label}.prof"), *cmd[1:]]
     return cmd
@@ -112,28 +126,57 @@ def _verdict(result: BatchResult) -> str:
 
 def report(results: list[BatchResult], profile: str | None) -> None:
     """The table, then a verdict on the targets for the biggest file."""
-    headers = ["file", "rows", "stored", "dead-lettered", "seconds", "rows/s", "in-proc s",
-               "peak RSS MB", "RSS sampled MB", "CPU s pipe", "CPU s ML API", "CPU s PG",
-               "CPU s others", "check"]
+    headers = [
+        "file",
+        "rows",
+        "stored",
+        "dead-lettered",
+        "seconds",
+        "rows/s",
+        "in-proc s",
+        "peak RSS MB",
+        "RSS sampled MB",
+        "CPU s pipe",
+        "CPU s ML API",
+        "CPU s PG",
+        "CPU s others",
+        "check",
+    ]
     table = [
-        [r.label, r.rows, r.stored, r.dead_lettered, r.run.seconds, r.rows / r.run.seconds,
-         "-" if r.in_process_s is None else r.in_process_s, r.run.peak_rss_mb,
-         r.run.sampled_rss_mb, r.run.cpu_s, r.service_cpu["ml_api"], r.service_cpu["postgres"],
-         r.others_cpu_s, _verdict(r)]
+        [
+            r.label,
+            r.rows,
+            r.stored,
+            r.dead_lettered,
+            r.run.seconds,
+            r.rows / r.run.seconds,
+            "-" if r.in_process_s is None else r.in_process_s,
+            r.run.peak_rss_mb,
+            r.run.sampled_rss_mb,
+            r.run.cpu_s,
+            r.service_cpu["ml_api"],
+            r.service_cpu["postgres"],
+            r.others_cpu_s,
+            _verdict(r),
+        ]
         for r in results
     ]
     print()
     print_table(headers, table)
-    print("seconds: wall time of the `python -m pipeline batch` process, start-up included; "
-          "in-proc s: the pipeline's own logged run time; CPU s others: CPU used meanwhile by "
-          "processes outside this benchmark (a disturbed run shows a large figure)")
+    print(
+        "seconds: wall time of the `python -m pipeline batch` process, start-up included; "
+        "in-proc s: the pipeline's own logged run time; CPU s others: CPU used meanwhile by "
+        "processes outside this benchmark (a disturbed run shows a large figure)"
+    )
     if profile:
         print(f"profiled with {profile}: times and RSS include the profiler's overhead")
     big = max(results, key=lambda r: r.rows)
     if big.rows >= 1_000_000:
-        print(f"targets for {big.rows:,} rows: < 20 s -> {big.run.seconds:.1f} s "
-              f"({'met' if big.run.seconds < 20 else 'missed'}); peak RSS < 300 MB -> "
-              f"{big.run.peak_rss_mb:.0f} MB ({'met' if big.run.peak_rss_mb < 300 else 'missed'})")
+        print(
+            f"targets for {big.rows:,} rows: < 20 s -> {big.run.seconds:.1f} s "
+            f"({'met' if big.run.seconds < 20 else 'missed'}); peak RSS < 300 MB -> "
+            f"{big.run.peak_rss_mb:.0f} MB ({'met' if big.run.peak_rss_mb < 300 else 'missed'})"
+        )
 
 
 def main() -> int:
@@ -142,9 +185,12 @@ def main() -> int:
     parser.add_argument("--skip-big", action="store_true", help="only data/transactions.csv")
     parser.add_argument("--skip-small", action="store_true", help="only the generated file")
     parser.add_argument("--repeat", type=int, default=1, help="runs per file")
-    parser.add_argument("--profile", choices=("py-spy", "py-spy-wall", "cprofile"),
-                        help="profile the pipeline process (output in bench/out/; py-spy must "
-                        "be installed: pip install py-spy)")
+    parser.add_argument(
+        "--profile",
+        choices=("py-spy", "py-spy-wall", "cprofile"),
+        help="profile the pipeline process (output in bench/out/; py-spy must "
+        "be installed: pip install py-spy)",
+    )
     args = parser.parse_args()
 
     files: list[tuple[str, Path]] = [] if args.skip_small else [("transactions.csv", SEED_FILE)]

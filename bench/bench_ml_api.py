@@ -14,7 +14,6 @@ import orjson
 from pipeline.dev.ml_api_server import MlApiServer
 
 
-
 def make_batch(size: int) -> bytes:
     """Build one JSON batch of realistic transactions."""
     items = [

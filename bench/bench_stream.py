@@ -68,8 +68,11 @@ class Services:
     broker_pid: int | None
 
     def meter(self) -> CpuMeter:
-        pids = {"ml_api": self.api.pid, "postgres": postmaster_pid(self.server),
-                "kafka": self.broker_pid}
+        pids = {
+            "ml_api": self.api.pid,
+            "postgres": postmaster_pid(self.server),
+            "kafka": self.broker_pid,
+        }
         return CpuMeter(pids).start()
 
 
@@ -86,10 +89,13 @@ class Phase:
     def __post_init__(self) -> None:
         create_topics(self.settings(), self.partitions)
         self.database_url = fresh_database(self.services.server, self.topic.replace("-", "_"))
-        self._probe = Consumer({
-            "bootstrap.servers": self.services.bootstrap, "group.id": self.group,
-            "enable.auto.commit": False,
-        })
+        self._probe = Consumer(
+            {
+                "bootstrap.servers": self.services.bootstrap,
+                "group.id": self.group,
+                "enable.auto.commit": False,
+            }
+        )
 
     @property
     def group(self) -> str:
@@ -97,8 +103,11 @@ class Phase:
 
     def settings(self) -> KafkaSettings:
         return KafkaSettings(
-            bootstrap_servers=self.services.bootstrap, topic=self.topic,
-            dlq_topic=f"{self.topic}.dlq", group_id=self.group, partitions=self.partitions,
+            bootstrap_servers=self.services.bootstrap,
+            topic=self.topic,
+            dlq_topic=f"{self.topic}.dlq",
+            group_id=self.group,
+            partitions=self.partitions,
         )
 
     def env(self) -> dict[str, str]:
@@ -148,21 +157,24 @@ class Phase:
 # --- (a) sustained throughput ----------------------------------------------------------------
 
 
-def sustained(
-    services: Services, source: Path, events: int, partitions: int
-) -> list[list[object]]:
+def sustained(services: Services, source: Path, events: int, partitions: int) -> list[list[object]]:
     """Preload the events of `source`, then time one consumer from start to last commit."""
     phase = Phase(services, "sustained", partitions)
     try:
         print(f"(a) producing {events:,} events to {phase.topic} …  load {load_average()}")
-        produced = MeasuredProcess(pipeline_cmd("produce", str(source), "--no-progress"),
-                                   phase.env(), OUT / "stream-produce.log").wait(timeout=3600)
+        produced = MeasuredProcess(
+            pipeline_cmd("produce", str(source), "--no-progress"),
+            phase.env(),
+            OUT / "stream-produce.log",
+        ).wait(timeout=3600)
         match = _PRODUCED.search(produced.log.read_text(errors="replace"))
         if produced.returncode != 0 or match is None or phase.end_offsets() != events:
             raise RuntimeError(f"producer failed (exit {produced.returncode}):\n{produced.tail()}")
         own_rate = int(match.group(4))
-        print(f"    producer: {events:,} events in {float(match.group(3)):.1f}s "
-              f"({own_rate:,}/s own figure; {produced.seconds:.1f}s wall with start-up)")
+        print(
+            f"    producer: {events:,} events in {float(match.group(3)):.1f}s "
+            f"({own_rate:,}/s own figure; {produced.seconds:.1f}s wall with start-up)"
+        )
 
         print(f"    consuming with one consumer …  load {load_average()}")
         meter = services.meter()
@@ -174,18 +186,43 @@ def sustained(
         finally:
             run = consumer.stop()
         stored, dead = stored_counts(phase.database_url)
-        print(f"    {stored:,} stored + {dead:,} dead-lettered of {events:,}; "
-              f"load {load_average()}")
+        print(
+            f"    {stored:,} stored + {dead:,} dead-lettered of {events:,}; load {load_average()}"
+        )
     finally:
         phase.close()
     total_s, to_first = done - consumer.started, first - consumer.started
     return [
-        ["(a) producer (pipeline produce)", events, float(match.group(3)), own_rate, "-", "-", "-",
-         "-", "-", "-", "-", "-", "ok" if produced.returncode == 0 else "FAILED"],
-        ["(a) one consumer, preloaded", events, total_s, events / total_s, to_first,
-         events / max(total_s - to_first, 1e-9), run.peak_rss_mb, run.cpu_s, cpu["ml_api"],
-         cpu["postgres"], cpu["kafka"], meter.others(run.cpu_s),
-         "ok" if stored + dead == events and stored == events else "ROWS LOST"],
+        [
+            "(a) producer (pipeline produce)",
+            events,
+            float(match.group(3)),
+            own_rate,
+            "-",
+            "-",
+            "-",
+            "-",
+            "-",
+            "-",
+            "-",
+            "-",
+            "ok" if produced.returncode == 0 else "FAILED",
+        ],
+        [
+            "(a) one consumer, preloaded",
+            events,
+            total_s,
+            events / total_s,
+            to_first,
+            events / max(total_s - to_first, 1e-9),
+            run.peak_rss_mb,
+            run.cpu_s,
+            cpu["ml_api"],
+            cpu["postgres"],
+            cpu["kafka"],
+            meter.others(run.cpu_s),
+            "ok" if stored + dead == events and stored == events else "ROWS LOST",
+        ],
     ]
 
 
@@ -201,14 +238,22 @@ def latency(
     try:
         consumer = phase.consumer()
         try:
-            producer = Producer({"bootstrap.servers": services.bootstrap, "linger.ms": 5,
-                                 "acks": "all", "enable.idempotence": True})
+            producer = Producer(
+                {
+                    "bootstrap.servers": services.bootstrap,
+                    "linger.ms": 5,
+                    "acks": "all",
+                    "enable.idempotence": True,
+                }
+            )
             # Warm-up: the consumer has joined, got its partitions and is idle, caught up.
             paced_produce(producer, phase.topic, WARMUP_EVENTS, rate=None)
             phase.wait_committed(WARMUP_EVENTS, consumer, timeout=120)
             time.sleep(2)
-            print(f"(b) producing {count:,} events at {rate:,.0f}/s to {phase.topic} …  "
-                  f"load {load_average()}")
+            print(
+                f"(b) producing {count:,} events at {rate:,.0f}/s to {phase.topic} …  "
+                f"load {load_average()}"
+            )
             meter = services.meter()
             started = datetime.now(UTC)
             behind = paced_produce(producer, phase.topic, count, rate)
@@ -218,17 +263,35 @@ def latency(
             run = consumer.stop()
         stats = query(phase.database_url, _LATENCY_SQL, start=started)
         stored, dead = stored_counts(phase.database_url)
-        print(f"    producer fell behind its schedule by at most {behind * 1000:.0f} ms; "
-              f"{int(stats[0]):,} measured rows; load {load_average()}")
+        print(
+            f"    producer fell behind its schedule by at most {behind * 1000:.0f} ms; "
+            f"{int(stats[0]):,} measured rows; load {load_average()}"
+        )
     finally:
         phase.close()
     p50, p95, p99, worst = (float(v) for v in stats[1:5])
-    print(f"    latency ms (categorised_at - occurred_at): p50 {p50:.0f}  p95 {p95:.0f}  "
-          f"p99 {p99:.0f}  max {worst:.0f}")
+    print(
+        f"    latency ms (categorised_at - occurred_at): p50 {p50:.0f}  p95 {p95:.0f}  "
+        f"p99 {p99:.0f}  max {worst:.0f}"
+    )
     ok = int(stats[0]) == count and stored == WARMUP_EVENTS + count and dead == 0
-    return [[f"(b) {rate:,.0f}/s for {seconds:.0f}s", count, seconds, count / seconds, "-", "-",
-             run.peak_rss_mb, run.cpu_s, cpu["ml_api"], cpu["postgres"], cpu["kafka"],
-             meter.others(run.cpu_s), "ok" if ok else "ROWS LOST"]], (p50, p95, p99, worst)
+    return [
+        [
+            f"(b) {rate:,.0f}/s for {seconds:.0f}s",
+            count,
+            seconds,
+            count / seconds,
+            "-",
+            "-",
+            run.peak_rss_mb,
+            run.cpu_s,
+            cpu["ml_api"],
+            cpu["postgres"],
+            cpu["kafka"],
+            meter.others(run.cpu_s),
+            "ok" if ok else "ROWS LOST",
+        ]
+    ], (p50, p95, p99, worst)
 
 
 _LATENCY_SQL = """
@@ -335,22 +398,43 @@ def main() -> int:
 def report(rows: list[list[object]], percentiles: tuple[float, ...] | None) -> None:
     """The table, then a verdict on each target."""
     print()
-    print_table(["phase", "events", "seconds", "events/s", "to 1st commit s", "events/s after 1st",
-                 "peak RSS MB", "CPU s consumer", "CPU s ML API", "CPU s PG", "CPU s Kafka",
-                 "CPU s others", "check"], rows)
-    print("(a) seconds: consumer process start → committed offsets reach all events (start-up "
-          "included); 'after 1st' excludes the time to the first commit; CPU s others: CPU used "
-          "meanwhile by processes outside this benchmark (large = disturbed run)")
+    print_table(
+        [
+            "phase",
+            "events",
+            "seconds",
+            "events/s",
+            "to 1st commit s",
+            "events/s after 1st",
+            "peak RSS MB",
+            "CPU s consumer",
+            "CPU s ML API",
+            "CPU s PG",
+            "CPU s Kafka",
+            "CPU s others",
+            "check",
+        ],
+        rows,
+    )
+    print(
+        "(a) seconds: consumer process start → committed offsets reach all events (start-up "
+        "included); 'after 1st' excludes the time to the first commit; CPU s others: CPU used "
+        "meanwhile by processes outside this benchmark (large = disturbed run)"
+    )
     consumers = [row for row in rows if str(row[0]).startswith("(a) one consumer")]
     if consumers:
         rate = float(consumers[0][3])  # type: ignore[arg-type]
-        print(f"target (a) >= 30,000 events/s sustained: {rate:,.0f}/s "
-              f"({'met' if rate >= 30_000 else 'missed'})")
+        print(
+            f"target (a) >= 30,000 events/s sustained: {rate:,.0f}/s "
+            f"({'met' if rate >= 30_000 else 'missed'})"
+        )
     if percentiles:
         p99 = percentiles[2]
-        print(f"target (b) p99 < 500 ms: {p99:.0f} ms ({'met' if p99 < 500 else 'missed'}); "
-              "categorised_at is now() of the storing DB transaction, i.e. when that transaction "
-              "began, a few ms before its commit (offsets are committed after that)")
+        print(
+            f"target (b) p99 < 500 ms: {p99:.0f} ms ({'met' if p99 < 500 else 'missed'}); "
+            "categorised_at is now() of the storing DB transaction, i.e. when that transaction "
+            "began, a few ms before its commit (offsets are committed after that)"
+        )
 
 
 if __name__ == "__main__":
