@@ -48,6 +48,7 @@ class Core:
 
     store: PostgresStore
     use_case: CategoriseRecords
+    database_url: str
 
 
 @contextmanager
@@ -72,4 +73,5 @@ def core(
     ):
         store = PostgresStore(engine)
         categoriser = HttpCategoriser(client, policy)
-        yield Core(store, CategoriseRecords(categoriser, store, store, Validator(rules), options))
+        use_case = CategoriseRecords(categoriser, store, store, Validator(rules), options)
+        yield Core(store, use_case, engine.url.render_as_string(hide_password=False))

@@ -76,17 +76,24 @@ def batch(
     ml_concurrency: Annotated[Optional[int], typer.Option(help="Concurrent ML calls.")] = None,  # noqa: UP045
     ml_batch_size: Annotated[Optional[int], typer.Option(help="Transactions per ML call.")] = None,  # noqa: UP045
     progress: Annotated[Optional[bool], typer.Option(help="Force the progress bar on/off.")] = None,  # noqa: UP045
+    workers: Annotated[int, typer.Option(min=1, help="Processes, one line window each.")] = 1,
 ) -> None:
     """Categorise a CSV file into PostgreSQL; exit 0 when the run completed (rejects included)."""
-    from pipeline.entrypoints.batch import render_summary, run_batch
+    from pipeline.entrypoints.batch import render_summary, run_batch, run_batch_parallel
     from pipeline.entrypoints.bootstrap import core
 
     ml = MlApiSettings()
     overrides = {"api_url": ml_api_url, "concurrency": ml_concurrency, "batch_size": ml_batch_size}
     ml = ml.model_copy(update={k: v for k, v in overrides.items() if v is not None})
     size = chunk_size or BatchSettings().chunk_size
-    with _fail_cleanly(), core(_db(database_url), ml, ValidationSettings()) as built:
-        outcome = run_batch(path, built.store, built.use_case, size, show_progress=progress)
+    validation = ValidationSettings()
+    with _fail_cleanly(), core(_db(database_url), ml, validation) as built:
+        if workers > 1:
+            resolved = _db(built.database_url)  # the children reuse this server, embedded or not
+            settings = (resolved, ml, validation)
+            outcome = run_batch_parallel(path, built.store, settings, size, workers, progress)
+        else:
+            outcome = run_batch(path, built.store, built.use_case, size, show_progress=progress)
     render_summary(outcome, console)
 
 

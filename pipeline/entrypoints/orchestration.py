@@ -22,8 +22,8 @@ from pipeline.config import BatchSettings, DatabaseSettings, MlApiSettings, Vali
 from pipeline.domain.errors import InvalidRecord, PipelineError
 from pipeline.domain.model import Outcome
 from pipeline.domain.validation import ValidationRules, Validator
+from pipeline.entrypoints.batch import categorise_window, plan_windows
 from pipeline.entrypoints.bootstrap import core, database
-from pipeline.service import run_chunked
 
 logger = logging.getLogger(__name__)
 
@@ -82,19 +82,10 @@ def inspect_file(path: str) -> dict[str, Any]:
 
 def plan_chunks(path: str, chunk_size: int) -> list[dict[str, int]]:
     """Line windows of at most `chunk_size` rows each, covering every row once."""
-    chunks: list[dict[str, int]] = []
-    first = last = count = 0
-    for record in CsvTransactionSource(Path(path)).records():
-        line = record.position.line or 0
-        if count == 0:
-            first = line
-        last, count = line, count + 1
-        if count == chunk_size:
-            chunks.append({"first_line": first, "last_line": last})
-            count = 0
-    if count:
-        chunks.append({"first_line": first, "last_line": last})
-    return chunks
+    return [
+        {"first_line": first, "last_line": last}
+        for first, last in plan_windows(Path(path), chunk_size)
+    ]
 
 
 def run_chunk(path: str, first_line: int, last_line: int) -> dict[str, Any]:
@@ -106,12 +97,7 @@ def run_chunk(path: str, first_line: int, last_line: int) -> dict[str, Any]:
     """
     size = BatchSettings().chunk_size
     with core(DatabaseSettings(), MlApiSettings(), ValidationSettings()) as built:
-        if first_line > 2:  # line 1 is the header
-            built.use_case.remember_ids(
-                CsvTransactionSource(Path(path), 0, first_line - 1).records()
-            )
-        window = CsvTransactionSource(Path(path), first_line, last_line)
-        outcome = run_chunked(window.records(), built.use_case, size)
+        outcome = categorise_window(built.use_case, Path(path), first_line, last_line, size)
     logger.info("lines %d-%d: %s", first_line, last_line, outcome)
     return outcome.as_dict()
 

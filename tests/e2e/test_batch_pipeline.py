@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 from uuid import UUID, uuid5
 
+import pytest
 import sqlalchemy as sa
 
 from pipeline.domain.ids import TRANSACTION_NAMESPACE
@@ -55,6 +56,21 @@ def dead_letters(engine: sa.Engine) -> list[tuple[int | None, str]]:
         return [(row[0], row[1]) for row in rows]
 
 
+def test_parallel_workers_store_the_seed_file_exactly_once(
+    seed_file: Path, postgres_url: str, postgres_engine: sa.Engine, ml_api: MlApiProcess
+) -> None:
+    result = run_cli("batch", str(seed_file), "--workers", "2", env=env_for(postgres_url, ml_api))
+    assert result.returncode == 0, result.stderr
+    rows = stored(postgres_engine)
+    assert len(rows) == 10_000
+    assert all(category == rule(tid) for tid, (_, category) in rows.items())
+    with postgres_engine.connect() as conn:
+        run = conn.execute(
+            sa.text("SELECT status, rows_read, categorised FROM pipeline_runs")
+        ).one()
+    assert tuple(run) == ("succeeded", 10_000, 10_000)
+
+
 def test_seed_file_gives_10000_rows_with_the_rule_and_a_rerun_adds_none(
     seed_file: Path, postgres_url: str, postgres_engine: sa.Engine, ml_api: MlApiProcess
 ) -> None:
@@ -82,8 +98,13 @@ def test_seed_file_gives_10000_rows_with_the_rule_and_a_rerun_adds_none(
     ]
 
 
+@pytest.mark.parametrize("workers", ["1", "3"])
 def test_dirty_file_reconciles_exactly(
-    tmp_path: Path, postgres_url: str, postgres_engine: sa.Engine, ml_api: MlApiProcess
+    tmp_path: Path,
+    postgres_url: str,
+    postgres_engine: sa.Engine,
+    ml_api: MlApiProcess,
+    workers: str,
 ) -> None:
     lines = [
         "\ufeff" + HEADER,
@@ -101,7 +122,7 @@ def test_dirty_file_reconciles_exactly(
     ]
     path = tmp_path / "dirty.csv"
     path.write_bytes("\r\n".join(lines).encode())
-    result = run_cli("batch", str(path), env=env_for(postgres_url, ml_api))
+    result = run_cli("batch", str(path), "--workers", workers, env=env_for(postgres_url, ml_api))
     assert result.returncode == 0, result.stderr
     rows = stored(postgres_engine)
     assert sorted(source for source, _ in rows.values()) == ["1", "10", "6", "7"]
