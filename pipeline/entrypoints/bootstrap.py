@@ -42,6 +42,16 @@ def database(settings: DatabaseSettings) -> Iterator[sa.Engine]:
         engine.dispose()
 
 
+def validation_rules(settings: ValidationSettings) -> ValidationRules:
+    """The domain's validation rules from their settings."""
+    return ValidationRules(
+        min_amount=settings.min_amount,
+        max_amount=settings.max_amount,
+        default_timezone=settings.timezone,
+        max_text_length=settings.max_text_length,
+    )
+
+
 @dataclass
 class Core:
     """The adapters and the use case of one run."""
@@ -59,12 +69,7 @@ def core(
     reject_duplicate_ids: bool = True,
 ) -> Iterator[Core]:
     """Build the store, the ML client and the use case; close them on the way out."""
-    rules = ValidationRules(
-        min_amount=validation.min_amount,
-        max_amount=validation.max_amount,
-        default_timezone=validation.timezone,
-        max_text_length=validation.max_text_length,
-    )
+    rules = validation_rules(validation)
     policy = RetryPolicy(ml.retry_attempts, ml.retry_initial_s, ml.retry_max_s)
     options = UseCaseOptions(ml.batch_size, ml.concurrency, reject_duplicate_ids)
     with (

@@ -21,9 +21,9 @@ from pipeline.adapters.postgres import PostgresStore
 from pipeline.config import BatchSettings, DatabaseSettings, MlApiSettings, ValidationSettings
 from pipeline.domain.errors import InvalidRecord, PipelineError
 from pipeline.domain.model import Outcome
-from pipeline.domain.validation import ValidationRules, Validator
+from pipeline.domain.validation import Validator
 from pipeline.entrypoints.batch import categorise_window, plan_windows
-from pipeline.entrypoints.bootstrap import core, database
+from pipeline.entrypoints.bootstrap import core, database, validation_rules
 
 logger = logging.getLogger(__name__)
 
@@ -60,7 +60,7 @@ def open_run(path: str, params: dict[str, Any]) -> dict[str, Any]:
 
 def inspect_file(path: str) -> dict[str, Any]:
     """Count rows, invalid rows by reason and repeated ids; raises if the file is unusable."""
-    validator = Validator(_rules(ValidationSettings()))
+    validator = Validator(validation_rules(ValidationSettings()))
     invalid: Counter[str] = Counter()
     seen: set[str] = set()
     rows = duplicates = 0
@@ -139,15 +139,6 @@ def outcome_from_dict(item: dict[str, Any]) -> Outcome:
         target = outcome.rejected if name == "rejected_by_reason" else getattr(outcome, name)
         target.update(item.get(name) or {})
     return outcome
-
-
-def _rules(settings: ValidationSettings) -> ValidationRules:
-    return ValidationRules(
-        min_amount=settings.min_amount,
-        max_amount=settings.max_amount,
-        default_timezone=settings.timezone,
-        max_text_length=settings.max_text_length,
-    )
 
 
 @contextmanager
