@@ -41,6 +41,35 @@ class UseCaseOptions:
     reject_duplicate_ids: bool = True
 
 
+class RepeatedIds:
+    """Within one run, an id met on an earlier row (valid or not) makes a later row a duplicate."""
+
+    def __init__(self) -> None:
+        self.seen: set[int] = set()  # UUID ints: half the memory of UUID objects
+
+    def remember(self, records: Iterable[RawRecord]) -> None:
+        """Count these rows' ids as met."""
+        for record in records:
+            source_id = _source_id(record)
+            if source_id:
+                self.seen.add(transaction_uuid(source_id).int)
+
+    def validate(self, validator: Validator, record: RawRecord) -> Validated:
+        """Validate the record, then reject it as `duplicate_id` if its id was met before."""
+        try:
+            checked = validator.validate(record)
+        except InvalidRecord:
+            self.remember((record,))
+            raise
+        key = checked.transaction.id.int
+        if key in self.seen:
+            raise InvalidRecord(
+                "duplicate_id", f"id {checked.transaction.source_id!r} appeared on an earlier row"
+            )
+        self.seen.add(key)
+        return checked
+
+
 @dataclass
 class PreparedChunk:
     """A validated chunk waiting to be categorised and stored."""
@@ -71,14 +100,11 @@ class CategoriseRecords:
         self.dead_letters = dead_letters
         self.validator = validator or Validator()
         self.options = options or UseCaseOptions()
-        self.seen_ids: set[int] = set()  # UUID ints: half the memory of UUID objects
+        self.repeated_ids = RepeatedIds()
 
     def remember_ids(self, records: Iterable[RawRecord]) -> None:
         """Mark the ids of earlier rows as seen, when a run starts in the middle of a file."""
-        for record in records:
-            source_id = _source_id(record)
-            if source_id:
-                self.seen_ids.add(transaction_uuid(source_id).int)
+        self.repeated_ids.remember(records)
 
     def __call__(self, records: Iterable[RawRecord]) -> Outcome:
         """Process one chunk; transient errors propagate and nothing of the chunk is lost."""
@@ -118,21 +144,9 @@ class CategoriseRecords:
         return outcome
 
     def _check(self, record: RawRecord) -> Validated:
-        """Validate, then reject an id already met earlier in this run (valid or not)."""
         if not self.options.reject_duplicate_ids:
             return self.validator.validate(record)
-        try:
-            checked = self.validator.validate(record)
-        except InvalidRecord:
-            self.remember_ids((record,))
-            raise
-        key = checked.transaction.id.int
-        if key in self.seen_ids:
-            raise InvalidRecord(
-                "duplicate_id", f"id {checked.transaction.source_id!r} appeared on an earlier row"
-            )
-        self.seen_ids.add(key)
-        return checked
+        return self.repeated_ids.validate(self.validator, record)
 
     @staticmethod
     def _observe(checked: Validated, outcome: Outcome) -> None:

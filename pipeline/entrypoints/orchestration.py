@@ -24,6 +24,7 @@ from pipeline.domain.model import Outcome
 from pipeline.domain.validation import Validator
 from pipeline.entrypoints.batch import categorise_window, plan_windows
 from pipeline.entrypoints.bootstrap import core, database, validation_rules
+from pipeline.service import RepeatedIds
 
 logger = logging.getLogger(__name__)
 
@@ -61,19 +62,16 @@ def open_run(path: str, params: dict[str, Any]) -> dict[str, Any]:
 def inspect_file(path: str) -> dict[str, Any]:
     """Count rows, invalid rows by reason and repeated ids; raises if the file is unusable."""
     validator = Validator(validation_rules(ValidationSettings()))
+    repeated = RepeatedIds()  # the same rule as a run, so the report predicts its rejects
     invalid: Counter[str] = Counter()
-    seen: set[str] = set()
-    rows = duplicates = 0
+    rows = 0
     for record in CsvTransactionSource(Path(path)).records():
         rows += 1
         try:
-            transaction = validator.validate(record).transaction
+            repeated.validate(validator, record)
         except InvalidRecord as exc:
             invalid[exc.reason] += 1
-            continue
-        if transaction.source_id in seen:
-            duplicates += 1
-        seen.add(transaction.source_id)
+    duplicates = invalid.pop("duplicate_id", 0)
     valid = rows - sum(invalid.values()) - duplicates
     report = FileReport(path, Path(path).stat().st_size, rows, valid, dict(invalid), duplicates)
     logger.info("file report: %s", report)
