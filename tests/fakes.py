@@ -9,6 +9,20 @@ from pipeline.domain.errors import CategoriserRejected, CategoriserUnavailable
 from pipeline.domain.model import CATEGORIES, Categorisation, Rejection, Transaction
 
 
+def valid_fields(source_id: str, **changes: object) -> dict[str, object]:
+    """The fields of a valid raw record, with `changes` applied."""
+    return {
+        "id": source_id,
+        "description": "Purchase",
+        "amount": "-10.00",
+        "timestamp": "2023-01-01 10:00:00",
+        "merchant": "Lidl",
+        "operation_type": "payment",
+        "side": "debit",
+        **changes,
+    }
+
+
 def rule(transaction_id: UUID) -> str:
     """The ML API's rule, recomputed independently."""
     return CATEGORIES[hash(transaction_id) % len(CATEGORIES)]

@@ -25,11 +25,22 @@ CHECKER_SRC = ROOT / "tools" / "composecheck"
 CHECKER = ROOT / "tools" / "bin" / "composecheck"
 
 ONE_SHOT = {"kafka-init", "migrate", "producer", "airflow-init"}
-SECRETS = {"POSTGRES_PASSWORD", "AIRFLOW_ADMIN_PASSWORD", "AIRFLOW__API_AUTH__JWT_SECRET",
-           "AIRFLOW__API__SECRET_KEY"}
+SECRETS = {
+    "POSTGRES_PASSWORD",
+    "AIRFLOW_ADMIN_PASSWORD",
+    "AIRFLOW__API_AUTH__JWT_SECRET",
+    "AIRFLOW__API__SECRET_KEY",
+}
 # Read outside the settings classes (typer options, the streaming entry point, the dev stack).
-OTHER_VARIABLES = {"LOG_FORMAT", "LOG_LEVEL", "METRICS_PORT", "REDRIVE_MAX_REPLAYS",
-                   "ML_API_PORT", "STACK_DATA_DIR", "KAFKA_CACHE_DIR"}
+OTHER_VARIABLES = {
+    "LOG_FORMAT",
+    "LOG_LEVEL",
+    "METRICS_PORT",
+    "REDRIVE_MAX_REPLAYS",
+    "ML_API_PORT",
+    "STACK_DATA_DIR",
+    "KAFKA_CACHE_DIR",
+}
 REQUIRED = re.compile(r"^\$\{[A-Z0-9_]+:\?[^}]+\}$")
 URL_PASSWORD = re.compile(r"://[^:/@\s]+:([^@\s]+)@")
 
@@ -57,7 +68,9 @@ def composecheck() -> Path:
     if _stale(CHECKER):
         build = subprocess.run(
             [go, "-C", str(CHECKER_SRC), "build", "-o", str(CHECKER), "."],
-            timeout=600, capture_output=True, text=True,
+            timeout=600,
+            capture_output=True,
+            text=True,
         )
         if build.returncode != 0:
             pytest.fail(f"go build of tools/composecheck failed:\n{build.stderr}")
@@ -67,7 +80,10 @@ def composecheck() -> Path:
 def _check(checker: Path, compose: Path, env_file: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [str(checker), "-f", str(compose), "-env-file", str(env_file)],
-        capture_output=True, text=True, timeout=60, cwd=compose.parent,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=compose.parent,
     )
 
 
@@ -212,8 +228,12 @@ def _mounts(service: dict[str, Any]) -> dict[str, str]:
 def test_state_lives_on_named_volumes() -> None:
     compose = yaml.safe_load(COMPOSE.read_text())
     declared = set(compose["volumes"])
-    state = {"postgres": "/var/lib/postgresql/data", "kafka": "/var/lib/kafka/data",
-             "airflow-api-server": "/opt/airflow", "airflow-scheduler": "/opt/airflow"}
+    state = {
+        "postgres": "/var/lib/postgresql/data",
+        "kafka": "/var/lib/kafka/data",
+        "airflow-api-server": "/opt/airflow",
+        "airflow-scheduler": "/opt/airflow",
+    }
 
     for name, target in state.items():
         source = _mounts(compose["services"][name]).get(target)
@@ -277,12 +297,15 @@ def _strings(node: Any) -> Iterator[str]:
 def _compose_variables(services: dict[str, dict[str, Any]]) -> set[str]:
     """Variables compose interpolates (`$${X}` is the container's own) or passes through."""
     interpolated = {
-        name for text in _strings(yaml.safe_load(COMPOSE.read_text()))
+        name
+        for text in _strings(yaml.safe_load(COMPOSE.read_text()))
         for name in re.findall(r"(?<!\$)\$\{([A-Z0-9_]+)", text)
     }
     passed_through = {
-        key for service in services.values()
-        for key, value in _environment(service).items() if value is None
+        key
+        for service in services.values()
+        for key, value in _environment(service).items()
+        if value is None
     }
     return interpolated | passed_through
 
@@ -307,8 +330,11 @@ def test_env_example_documents_every_variable(services: dict[str, dict[str, Any]
 
 def test_env_example_holds_placeholders_only() -> None:
     documented = _documented()
-    set_lines = {line.split("=", 1)[0] for line in ENV_EXAMPLE.read_text().splitlines()
-                 if re.match(r"^[A-Z]", line)}
+    set_lines = {
+        line.split("=", 1)[0]
+        for line in ENV_EXAMPLE.read_text().splitlines()
+        if re.match(r"^[A-Z]", line)
+    }
 
     assert set_lines == SECRETS, "only the secrets compose requires are set; the rest is commented"
     for name in SECRETS:

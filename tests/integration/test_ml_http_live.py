@@ -16,7 +16,7 @@ from pipeline.domain.errors import CategoriserRejected, CategoriserUnavailable
 from pipeline.domain.ids import transaction_uuid
 from pipeline.domain.model import RawRecord, Side, SourcePosition, Transaction
 from pipeline.service import CategoriseRecords, UseCaseOptions
-from tests.fakes import InMemoryStore, rule
+from tests.fakes import InMemoryStore, rule, valid_fields
 from tests.support.services import MlApiProcess
 
 FAST = RetryPolicy(attempts=4, initial_s=0.01, max_s=0.05)
@@ -43,15 +43,7 @@ def raw_records(n: int) -> list[RawRecord]:
         RawRecord(
             SourcePosition("live.csv", line=i + 2),
             f"raw {i}",
-            {
-                "id": f"bisect-{i}",
-                "description": "Purchase",
-                "amount": "-10.00",
-                "timestamp": "2023-01-01 10:00:00",
-                "merchant": "Lidl",
-                "operation_type": "payment",
-                "side": "debit",
-            },
+            valid_fields(f"bisect-{i}"),
         )
         for i in range(n)
     ]

@@ -6,7 +6,7 @@ from pipeline.domain.errors import CategoriserUnavailable
 from pipeline.domain.ids import transaction_uuid
 from pipeline.domain.model import RawRecord, SourcePosition, Stage
 from pipeline.service import CategoriseRecords, UseCaseOptions, run_chunked
-from tests.fakes import FakeCategoriser, InMemoryStore, rule
+from tests.fakes import FakeCategoriser, InMemoryStore, rule, valid_fields
 
 
 def rows(n: int, start: int = 1, **changes: object) -> list[RawRecord]:
@@ -14,16 +14,7 @@ def rows(n: int, start: int = 1, **changes: object) -> list[RawRecord]:
         RawRecord(
             SourcePosition("t.csv", line=i + 1),
             f"raw {i}",
-            {
-                "id": str(i),
-                "description": "Purchase",
-                "amount": "-10,00",
-                "timestamp": "2023-01-01 10:00:00",
-                "merchant": "Lidl",
-                "operation_type": "payment",
-                "side": "debit",
-                **changes,
-            },
+            valid_fields(str(i), **{"amount": "-10,00", **changes}),
         )
         for i in range(start, start + n)
     ]

@@ -10,7 +10,7 @@ from pipeline.domain.errors import BrokerUnavailable
 from pipeline.domain.model import Outcome, RawRecord, SourcePosition, Stage
 from pipeline.service import CategoriseRecords, UseCaseOptions
 from pipeline.streaming import StreamOptions, StreamProcessor
-from tests.fakes import FakeCategoriser, InMemoryStore, rule
+from tests.fakes import FakeCategoriser, InMemoryStore, rule, valid_fields
 
 TOPIC = "tx"
 # Multiplier 1 s: tenacity's jitter is uniform in [0, 1 s], so the n-th sleep lies in
@@ -107,20 +107,10 @@ class RecordingObserver:
 
 def record(partition: int, offset: int, **changes: object) -> RawRecord:
     source_id = f"p{partition}-o{offset}"
-    fields = {
-        "id": source_id,
-        "description": "Purchase",
-        "amount": "-10.00",
-        "timestamp": "2023-01-01 10:00:00",
-        "merchant": "Lidl",
-        "operation_type": "payment",
-        "side": "debit",
-        **changes,
-    }
     return RawRecord(
         SourcePosition(TOPIC, partition=partition, offset=offset),
         f"raw {source_id}",
-        fields,
+        valid_fields(source_id, **changes),
         key=source_id,
     )
 
