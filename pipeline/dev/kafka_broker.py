@@ -22,13 +22,10 @@ from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
 
 from pipeline.dev.kafka_config import (
-    HOST,
     BrokerPorts,
     choose_ports,
     log4j_properties,
     new_cluster_id,
-    port_is_free,
-    port_is_open,
     server_properties,
 )
 from pipeline.dev.kafka_dist import (
@@ -39,6 +36,7 @@ from pipeline.dev.kafka_dist import (
     file_lock,
     kafka_version,
 )
+from pipeline.dev.ports import HOST, port_is_free, port_is_open
 from pipeline.dev.processes import pid_alive, tail, terminate
 
 __all__ = ["BrokerError", "KafkaBroker", "down", "up"]

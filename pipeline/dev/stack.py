@@ -27,7 +27,7 @@ from pipeline.config import KafkaSettings
 from pipeline.dev import compose, kafka_broker, stack_report
 from pipeline.dev.airflow_api import AirflowApi
 from pipeline.dev.airflow_env import ADMIN_USER, AirflowHome, ensure_database
-from pipeline.dev.kafka_config import port_is_free
+from pipeline.dev.ports import port_is_free
 from pipeline.dev.processes import tail
 from pipeline.dev.supervisor import VENV_BIN, Program, Supervisor
 

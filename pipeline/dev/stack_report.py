@@ -13,7 +13,7 @@ from confluent_kafka import Consumer, KafkaException, TopicPartition
 from rich.console import Console
 from rich.table import Table
 
-from pipeline.dev.kafka_config import port_is_open
+from pipeline.dev.ports import port_is_open
 
 
 @dataclass(frozen=True)

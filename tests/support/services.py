@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pipeline.dev.ml_api_server import ROOT, MlApiServer, free_port
+from pipeline.dev.ml_api_server import ROOT, MlApiServer
+from pipeline.dev.ports import free_port
 
 __all__ = ["ROOT", "MlApiProcess", "free_port"]
 
