@@ -40,7 +40,7 @@ from common import (
     stored_counts,
 )
 
-from pipeline.adapters import embedded_pg
+from pipeline.adapters.postgres import embedded as embedded_pg
 
 KNOBS = ("ML_CONCURRENCY", "ML_BATCH_SIZE", "BATCH_CHUNK_SIZE")
 OUT = ROOT / "bench" / "out"

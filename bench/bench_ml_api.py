@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 import orjson
 
-from pipeline.dev.ml_api_server import MlApiServer
+from devstack.ml_api_server import MlApiServer
 
 
 def make_batch(size: int) -> bytes:
@@ -49,7 +49,9 @@ def cpu_seconds(pid: int) -> float:
 def run(batches: int, batch_size: int, concurrency: int, access_log: bool) -> tuple[float, float]:
     """Run the benchmark; return wall-clock and server-CPU transactions per second."""
     server = MlApiServer(
-        Path(tempfile.mkdtemp()) / "ml_api.log", access_log=access_log, ML_API_FAIL_FIRST_N="0"
+        Path(tempfile.mkdtemp()) / "ml_api.log",
+        access_log=access_log,
+        env={"ML_API_FAIL_FIRST_N": "0"},
     ).start()
     pid = server.pid or 0
     try:

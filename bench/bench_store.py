@@ -19,9 +19,10 @@ from decimal import Decimal
 from pathlib import Path
 from typing import get_args
 
-from pipeline.adapters import embedded_pg, postgres_schema
-from pipeline.adapters.postgres import PostgresStore, make_engine
-from pipeline.adapters.postgres_bulk import BulkMethod
+from pipeline.adapters.postgres import embedded as embedded_pg
+from pipeline.adapters.postgres import schema as postgres_schema
+from pipeline.adapters.postgres.bulk import BulkMethod
+from pipeline.adapters.postgres.store import PostgresStore, make_engine
 from pipeline.domain.ids import transaction_uuid
 from pipeline.domain.model import CATEGORIES, Categorisation, Side, Transaction
 

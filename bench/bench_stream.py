@@ -46,11 +46,11 @@ from common import (
 )
 from confluent_kafka import Consumer, Producer, TopicPartition
 
-from pipeline.adapters import embedded_pg
-from pipeline.adapters.kafka_producer import create_topics
+from devstack.generate import MERCHANTS, OPERATIONS
+from devstack.kafka_broker import KafkaBroker
+from pipeline.adapters.kafka.producer import create_topics
+from pipeline.adapters.postgres import embedded as embedded_pg
 from pipeline.config import KafkaSettings
-from pipeline.dev.generate import MERCHANTS, OPERATIONS
-from pipeline.dev.kafka_broker import KafkaBroker
 
 KNOBS = ("KAFKA_BATCH_MAX_RECORDS", "KAFKA_BATCH_MAX_MS", "ML_CONCURRENCY", "ML_BATCH_SIZE")
 OUT = ROOT / "bench" / "out"
@@ -142,8 +142,8 @@ class Phase:
         """Poll until `target` records are committed; returns the monotonic time it happened."""
         deadline = time.monotonic() + timeout
         while (done := self.committed()) < target:
-            if consumer.poll() is not None:
-                raise RuntimeError(f"consumer exited early:\n{consumer.poll().tail()}")  # type: ignore[union-attr]
+            if (exited := consumer.poll()) is not None:
+                raise RuntimeError(f"consumer exited early:\n{exited.tail()}")
             if time.monotonic() > deadline:
                 raise TimeoutError(f"{done:,} of {target:,} committed after {timeout:.0f}s")
             time.sleep(0.2)

@@ -16,10 +16,11 @@ from typing import Any
 import psutil
 import sqlalchemy as sa
 
-from pipeline.adapters import embedded_pg, postgres_schema
-from pipeline.adapters.embedded_pg import EmbeddedPostgres
-from pipeline.adapters.postgres import make_engine
-from pipeline.dev.ml_api_server import MlApiServer
+from devstack.ml_api_server import MlApiServer
+from pipeline.adapters.postgres import embedded as embedded_pg
+from pipeline.adapters.postgres import schema as postgres_schema
+from pipeline.adapters.postgres.embedded import EmbeddedPostgres
+from pipeline.adapters.postgres.store import make_engine
 
 ROOT = Path(__file__).resolve().parents[1]
 CACHE = ROOT / ".cache" / "bench"
@@ -207,7 +208,7 @@ class MlApi(MlApiServer):
     """The real ML API: one worker, no access log, faults off."""
 
     def __init__(self, log: Path) -> None:
-        super().__init__(log, ML_API_FAIL_FIRST_N="0", ML_API_ENABLE_FAULTS="false")
+        super().__init__(log, env={"ML_API_FAIL_FIRST_N": "0", "ML_API_ENABLE_FAULTS": "false"})
 
 
 def postmaster_pid(server: EmbeddedPostgres) -> int:
@@ -256,7 +257,7 @@ def data_rows(path: Path) -> int:
 
 
 def generated_file(rows: int) -> Path:
-    """A `python -m pipeline generate` file of `rows` rows, cached under .cache/bench/."""
+    """A `python -m devstack generate` file of `rows` rows, cached under .cache/bench/."""
     path = CACHE / f"generated-{rows}.csv"
     if path.is_file():
         print(f"using cached {path.relative_to(ROOT)}")
@@ -264,7 +265,7 @@ def generated_file(rows: int) -> Path:
     CACHE.mkdir(parents=True, exist_ok=True)
     partial = path.with_suffix(".partial")
     began = time.monotonic()
-    command = pipeline_cmd("generate", "--rows", str(rows), str(partial))
+    command = [PY, "-m", "devstack", "generate", "--rows", str(rows), str(partial)]
     subprocess.run(command, cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
     partial.rename(path)  # only a complete file is ever cached
     print(f"generated {path.relative_to(ROOT)} in {time.monotonic() - began:.1f}s")

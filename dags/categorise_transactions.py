@@ -1,6 +1,7 @@
 """Airflow DAG: categorise a CSV file of transactions into PostgreSQL, chunk by chunk.
 
-`open_run` checks the file and records a run; `plan` cuts it into line windows; one mapped
+`open_run` checks the file (exists, readable, header, size) and records a run; `plan` cuts
+it into line windows; one mapped
 `categorise_chunk` per window runs the pipeline's use case (pool `ml_api` caps the calls in
 flight, retries cover outages; every write is an idempotent upsert, so retries and
 re-triggers are harmless); `close_run` adds the counts up and fails the run when chunks are
@@ -58,17 +59,17 @@ PROJECT_ROOT = Path(__file__).resolve().parents[1]
 def categorise_transactions() -> None:
     @task
     def open_run() -> dict[str, Any]:
-        from pipeline.entrypoints.orchestration import open_run as open_pipeline_run
+        from pipeline.entrypoints.airflow_tasks import open_run as open_pipeline_run
 
         params = get_current_context()["params"]
         return open_pipeline_run(_path(), dict(params))
 
     @task
     def plan(opened: dict[str, Any]) -> list[dict[str, int]]:
-        from pipeline.entrypoints.orchestration import plan_chunks
+        from pipeline.entrypoints.airflow_tasks import plan_chunks
 
         params = get_current_context()["params"]
-        return plan_chunks(opened["report"]["path"], int(params["chunk_size"]))
+        return plan_chunks(opened["file"]["path"], int(params["chunk_size"]))
 
     @task(
         pool=ML_POOL,
@@ -78,7 +79,7 @@ def categorise_transactions() -> None:
         max_retry_delay=pendulum.duration(minutes=5),
     )
     def categorise_chunk(first_line: int, last_line: int) -> dict[str, Any]:
-        from pipeline.entrypoints.orchestration import run_chunk
+        from pipeline.entrypoints.airflow_tasks import run_chunk
 
         return run_chunk(_path(), first_line, last_line)
 
@@ -87,7 +88,7 @@ def categorise_transactions() -> None:
     def close_run(
         opened: dict[str, Any], chunks: list[dict[str, int]], outcomes: list[dict[str, Any]]
     ) -> dict[str, Any]:
-        from pipeline.entrypoints.orchestration import close_run as close_pipeline_run
+        from pipeline.entrypoints.airflow_tasks import close_run as close_pipeline_run
 
         params = get_current_context()["params"]
         # A slice fetches the finished chunks' results in one call (a failed chunk has none).
@@ -95,9 +96,10 @@ def categorise_transactions() -> None:
         share = float(params["max_reject_share"])
         return close_pipeline_run(opened["run_id"], len(chunks), done, share)
 
+    # Task calls return XComArgs at parse time, where the task functions declare values.
     opened = open_run()
-    chunks: XComArg = plan(opened)
-    close_run(opened, chunks, categorise_chunk.expand_kwargs(chunks))
+    chunks: XComArg = plan(opened)  # type: ignore[arg-type]
+    close_run(opened, chunks, categorise_chunk.expand_kwargs(chunks))  # type: ignore[arg-type]
 
 
 def _path() -> str:

@@ -1,5 +1,5 @@
 """`python -m pipeline …`: the command line."""
 
-from pipeline.entrypoints.cli import main
+from pipeline.entrypoints.cli.app import main
 
 main()

@@ -11,9 +11,10 @@ from uuid import uuid4
 import pytest
 import sqlalchemy as sa
 
-from pipeline.adapters import embedded_pg, postgres_schema
-from pipeline.adapters.embedded_pg import EmbeddedPostgres
-from pipeline.adapters.postgres import make_engine
+from pipeline.adapters.postgres import embedded as embedded_pg
+from pipeline.adapters.postgres import schema as postgres_schema
+from pipeline.adapters.postgres.embedded import EmbeddedPostgres
+from pipeline.adapters.postgres.store import make_engine
 from tests.support.services import MlApiProcess
 
 
@@ -106,7 +107,7 @@ def empty_postgres_url(postgres_server: EmbeddedPostgres) -> Iterator[str]:
 @pytest.fixture(scope="session")
 def kafka_bootstrap() -> Iterator[str]:
     """A real single-node Kafka broker (KRaft) from Kafka's jars."""
-    from pipeline.dev.kafka_broker import KafkaBroker
+    from devstack.kafka_broker import KafkaBroker
 
     root = Path(tempfile.mkdtemp(prefix="txcat-kafka-tests-"))
     broker = KafkaBroker(root / "broker")

@@ -2,11 +2,28 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from uuid import UUID
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from datetime import UTC, datetime
+from typing import Any
+from uuid import UUID, uuid4
 
-from pipeline.domain.errors import CategoriserRejected, CategoriserUnavailable
-from pipeline.domain.model import CATEGORIES, Categorisation, Rejection, Transaction
+from pipeline.domain.errors import BrokerUnavailable, CategoriserRejected, CategoriserUnavailable
+from pipeline.domain.model import (
+    CATEGORIES,
+    Categorisation,
+    DeadLetterStatus,
+    FileFacts,
+    Outcome,
+    ParkedRecord,
+    RawRecord,
+    Reason,
+    Rejection,
+    RunKind,
+    RunStatus,
+    Transaction,
+)
+
+T0 = datetime(2024, 1, 1, tzinfo=UTC)
 
 
 def valid_fields(source_id: str, **changes: object) -> dict[str, object]:
@@ -29,15 +46,21 @@ def rule(transaction_id: UUID) -> str:
 
 
 class FakeCategoriser:
-    """Applies the rule; can refuse given source ids (like a 422) or be down N times."""
+    """Applies the rule; can refuse given source ids (like a 422), be down for the first N
+    calls, or be down for the calls numbered in `fail_calls` (1-based)."""
 
-    def __init__(self, refuse: Iterable[str] = (), fail_first: int = 0) -> None:
+    def __init__(
+        self, refuse: Iterable[str] = (), fail_first: int = 0, fail_calls: Iterable[int] = ()
+    ) -> None:
         self.refuse = set(refuse)
         self.fail_first = fail_first
+        self.fail_calls = set(fail_calls)
         self.calls: list[int] = []
 
     def categorise(self, transactions: Sequence[Transaction]) -> list[Categorisation]:
         self.calls.append(len(transactions))
+        if len(self.calls) in self.fail_calls:
+            raise CategoriserUnavailable(f"fake outage on call {len(self.calls)}")
         if self.fail_first > 0:
             self.fail_first -= 1
             raise CategoriserUnavailable("fake outage")
@@ -69,3 +92,171 @@ class InMemoryStore:
         for rejection in rejections:
             key = (str(rejection.position), rejection.reason, rejection.payload)
             self.dead_letters.setdefault(key, rejection)
+
+
+class FakeDeadLetterStore:
+    """DeadLetterStore in a dictionary: status per id, with the reason and time of each."""
+
+    def __init__(self) -> None:
+        self.records: dict[int, ParkedRecord] = {}
+        self.status: dict[int, str] = {}
+        self.parked_at: dict[int, datetime] = {}
+        self.marks: list[tuple[list[int], str]] = []
+
+    def park(self, record: ParkedRecord, at: datetime = T0) -> None:
+        self.records[record.id] = record
+        self.status[record.id] = "pending"
+        self.parked_at[record.id] = at
+
+    def pending(self, reason: Reason | None, since: datetime | None) -> list[ParkedRecord]:
+        oldest_first = sorted(self.records, key=lambda record_id: self.parked_at[record_id])
+        return [
+            self.records[record_id]
+            for record_id in oldest_first
+            if self.status[record_id] == "pending"
+            and (reason is None or self.records[record_id].reason == reason)
+            and (since is None or self.parked_at[record_id] >= since)
+        ]
+
+    def mark(self, ids: Sequence[int], status: DeadLetterStatus) -> None:
+        self.marks.append((list(ids), status))
+        for record_id in ids:
+            self.status[record_id] = status
+
+
+class FakeRepublisher:
+    """Republisher that keeps what it was sent; can be down for the next N calls."""
+
+    def __init__(self, fail_first: int = 0) -> None:
+        self.fail_first = fail_first
+        self.sent: list[ParkedRecord] = []
+
+    def republish(self, records: Sequence[ParkedRecord]) -> None:
+        if self.fail_first > 0:
+            self.fail_first -= 1
+            raise BrokerUnavailable("redrive not acknowledged")
+        self.sent.extend(records)
+
+
+class FakeRecordStream:
+    """RecordStream over in-memory partitions; records commits, pauses and sleeps, never sleeps.
+
+    `on_idle(n)` runs at the n-th `idle` call (1-based) to simulate what happens during an
+    outage (a revoke, a stop signal); `on_drained` runs when a poll finds nothing left.
+    """
+
+    def __init__(self, partitions: dict[int, list[RawRecord]]) -> None:
+        self.partitions = {p: list(records) for p, records in partitions.items()}
+        self.position = dict.fromkeys(self.partitions, 0)
+        self.owned = set(self.partitions)
+        self.committed: dict[int, int] = {}
+        self.commits: list[list[RawRecord]] = []
+        self.sleeps: list[float] = []
+        self.pauses = 0
+        self.resumes = 0
+        self.paused = False
+        self.polls = 0
+        self.on_idle: Callable[[int], None] = lambda _n: None
+        self.on_drained: Callable[[], None] = lambda: None
+
+    def poll(self, max_records: int, timeout_s: float) -> list[RawRecord]:
+        self.polls += 1
+        assert self.polls < 1000, "the loop never stopped"
+        assert not self.paused, "polled while paused"
+        batch: list[RawRecord] = []
+        for partition in sorted(self.owned):
+            start = self.position[partition]
+            taken = self.partitions[partition][start : start + max_records - len(batch)]
+            self.position[partition] += len(taken)
+            batch.extend(taken)
+        if not batch:
+            self.on_drained()
+        return batch
+
+    def commit(self, records: Sequence[RawRecord]) -> None:
+        self.commits.append(list(records))
+        for record in records:
+            partition, offset = record.position.partition, record.position.offset
+            assert partition is not None and offset is not None
+            self.committed[partition] = max(offset + 1, self.committed.get(partition, 0))
+
+    def owns(self, record: RawRecord) -> bool:
+        return record.position.partition in self.owned
+
+    def pause(self) -> None:
+        self.pauses += 1
+        self.paused = True
+
+    def resume(self) -> None:
+        self.resumes += 1
+        self.paused = False
+
+    def idle(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.on_idle(len(self.sleeps))
+
+    def lag(self) -> dict[int, int]:
+        return {p: len(self.partitions[p]) - self.committed.get(p, 0) for p in sorted(self.owned)}
+
+    def revoke(self, partition: int) -> None:
+        self.owned.discard(partition)
+
+
+class RecordingObserver:
+    """StreamObserver that keeps every call in order."""
+
+    def __init__(self) -> None:
+        self.events: list[tuple[str, object]] = []
+        self.lags: list[dict[int, int]] = []
+
+    def batch_done(self, records: Sequence[RawRecord], outcome: Outcome, seconds: float) -> None:
+        assert seconds >= 0
+        self.events.append(("batch_done", len(records)))
+
+    def retrying(self, error: BaseException) -> None:
+        self.events.append(("retrying", type(error).__name__))
+
+    def paused(self, paused: bool) -> None:
+        self.events.append(("paused", paused))
+
+    def lag(self, lag: dict[int, int]) -> None:
+        self.lags.append(lag)
+
+
+class InMemoryRunLog:
+    """RunLog in a dictionary: each run's kind, source, status, outcome and error."""
+
+    def __init__(self) -> None:
+        self.runs: dict[UUID, dict[str, Any]] = {}
+
+    def start_run(self, kind: RunKind, source: str, params: dict[str, Any]) -> UUID:
+        run_id = uuid4()
+        self.runs[run_id] = {"kind": kind, "source": source, "status": RunStatus.RUNNING}
+        return run_id
+
+    def finish_run(
+        self, run_id: UUID, status: RunStatus, outcome: Outcome, error: str | None = None
+    ) -> None:
+        self.runs[run_id].update(status=status, outcome=outcome, error=error)
+
+
+class InMemoryFile:
+    """TransactionFile over raw records numbered by line (the header is line 1)."""
+
+    def __init__(self, records: Sequence[RawRecord], path: str = "mem.csv") -> None:
+        self._records = list(records)
+        self.path = path
+        self.reads: list[tuple[int, int | None]] = []
+
+    def facts(self) -> FileFacts:
+        return FileFacts(self.path, 0, ("id",))
+
+    def records(self, first_line: int = 0, last_line: int | None = None) -> Iterator[RawRecord]:
+        self.reads.append((first_line, last_line))
+        for record in self._records:
+            line = record.position.line or 0
+            if first_line <= line and (last_line is None or line <= last_line):
+                yield record
+
+    def estimate_rows(self) -> int:
+        return len(self._records)

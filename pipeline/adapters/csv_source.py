@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from pipeline.domain.errors import ConfigurationError
-from pipeline.domain.model import RawRecord, SourcePosition
+from pipeline.domain.model import FileFacts, RawRecord, SourcePosition
 from pipeline.domain.validation import REQUIRED_FIELDS
 
 logger = logging.getLogger(__name__)
@@ -33,33 +33,40 @@ class _LineTap:
         return line
 
 
-class CsvTransactionSource:
-    """A TransactionSource over a CSV file, read as a stream (memory stays flat).
+class CsvTransactionFile:
+    """A TransactionFile over a CSV file, read as a stream (memory stays flat).
 
     Rows are numbered by the physical line they start on (the header is line 1).
     A row with the wrong number of fields or bytes that are not UTF-8 becomes a RawRecord
     with a parse error, never an abort.
     """
 
-    def __init__(self, path: Path, first_line: int = 0, last_line: int | None = None) -> None:
+    def __init__(self, path: Path) -> None:
         self.path = path
-        self.first_line = first_line
-        self.last_line = last_line
 
-    def records(self) -> Iterator[RawRecord]:
+    def facts(self) -> FileFacts:
+        """Exists, readable, a usable header: cheap checks that read one line."""
+        with _open(self.path) as handle:
+            header, _ = _header(self.path, handle)
+        return FileFacts(str(self.path), self.path.stat().st_size, tuple(header))
+
+    def records(self, first_line: int = 0, last_line: int | None = None) -> Iterator[RawRecord]:
         """Yield every data row whose starting line lies in [first_line, last_line]."""
         with _open(self.path) as handle:
-            header_line = handle.readline()
-            delimiter = sniff_delimiter(header_line)
-            header = [
-                name.strip().lower()
-                for name in next(csv.reader([header_line], delimiter=delimiter))
-            ]
-            _check_header(self.path, header)
-            yield from self._rows(handle, header, delimiter)
+            header, delimiter = _header(self.path, handle)
+            yield from self._rows(handle, header, delimiter, first_line, last_line)
+
+    def estimate_rows(self) -> int:
+        """Physical lines minus the header: a quick total for progress bars."""
+        return estimate_rows(self.path)
 
     def _rows(
-        self, handle: io.TextIOWrapper, header: list[str], delimiter: str
+        self,
+        handle: io.TextIOWrapper,
+        header: list[str],
+        delimiter: str,
+        first_line: int,
+        last_line: int | None,
     ) -> Iterator[RawRecord]:
         tap = _LineTap(handle)
         reader = csv.reader(tap, delimiter=delimiter, strict=True)
@@ -74,12 +81,20 @@ class CsvTransactionSource:
             except csv.Error as exc:
                 row, error = [], f"unparseable CSV: {exc}"
             start, line = line, line + len(tap.taken)
-            if self.last_line is not None and start > self.last_line:
+            if last_line is not None and start > last_line:
                 return
-            if start < self.first_line or (not row and error is None):
+            if start < first_line or (not row and error is None):
                 continue
             raw = "".join(tap.taken).rstrip("\r\n")
             yield _record(source, start, raw, header, row, width, error)
+
+
+def _header(path: Path, handle: io.TextIOWrapper) -> tuple[list[str], str]:
+    header_line = handle.readline()
+    delimiter = sniff_delimiter(header_line)
+    header = [name.strip().lower() for name in next(csv.reader([header_line], delimiter=delimiter))]
+    _check_header(path, header)
+    return header, delimiter
 
 
 def sniff_delimiter(header_line: str) -> str:
@@ -89,14 +104,17 @@ def sniff_delimiter(header_line: str) -> str:
 
 def count_rows(path: Path) -> int:
     """Count data rows (not physical lines) without validating them."""
-    return sum(1 for _ in CsvTransactionSource(path).records())
+    return sum(1 for _ in CsvTransactionFile(path).records())
 
 
 def _open(path: Path) -> io.TextIOWrapper:
     if not path.is_file():
         raise ConfigurationError(f"input file not found: {path}")
-    # surrogateescape keeps undecodable bytes so that the row, not the file, gets rejected.
-    return open(path, encoding="utf-8-sig", errors="surrogateescape", newline="")
+    try:
+        # surrogateescape keeps undecodable bytes so that the row, not the file, gets rejected.
+        return open(path, encoding="utf-8-sig", errors="surrogateescape", newline="")
+    except OSError as exc:
+        raise ConfigurationError(f"input file not readable: {path}: {exc.strerror}") from exc
 
 
 def _check_header(path: Path, header: list[str]) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pipeline.domain.model import Reason
+
 
 class PipelineError(Exception):
     """Root of every error the pipeline raises on purpose."""
@@ -30,7 +32,7 @@ class BrokerUnavailable(TransientError):
 class InvalidRecord(PermanentError):
     """A record failed validation; `reason` is a stable machine-readable code."""
 
-    def __init__(self, reason: str, detail: str) -> None:
+    def __init__(self, reason: Reason, detail: str) -> None:
         super().__init__(f"{reason}: {detail}")
         self.reason = reason
         self.detail = detail
@@ -51,3 +53,7 @@ class CategoriserContractError(PermanentError):
 
 class ConfigurationError(PipelineError):
     """The pipeline cannot start: missing file, database schema behind, bad settings."""
+
+
+class RunFailed(PipelineError):
+    """A run is recorded as failed: too many rows rejected, or chunks that never finished."""

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import NamedTuple
+from typing import Any, NamedTuple
 from uuid import UUID
 
 CATEGORIES: tuple[str, ...] = (
@@ -51,6 +51,55 @@ class Stage(enum.StrEnum):
     STORE = "store"
 
 
+class Reason(enum.StrEnum):
+    """Why a record was dead-lettered: stable codes, stored and exported as text."""
+
+    MALFORMED_ROW = "malformed_row"
+    EMPTY_MESSAGE = "empty_message"
+    UNDECODABLE = "undecodable"
+    INVALID_SHAPE = "invalid_shape"
+    MISSING_FIELD = "missing_field"
+    INVALID_FIELD = "invalid_field"
+    FIELD_TOO_LONG = "field_too_long"
+    INVALID_AMOUNT = "invalid_amount"
+    AMOUNT_OUT_OF_BOUNDS = "amount_out_of_bounds"
+    INVALID_TIMESTAMP = "invalid_timestamp"
+    INVALID_SIDE = "invalid_side"
+    DUPLICATE_ID = "duplicate_id"
+    REJECTED_BY_MODEL = "rejected_by_model"
+    BAD_MODEL_ANSWER = "bad_model_answer"
+
+
+class RecordWarning(enum.StrEnum):
+    """Observations that do not block a record."""
+
+    SIGN_DISAGREES_WITH_SIDE = "sign_disagrees_with_side"
+
+
+class RunKind(enum.StrEnum):
+    """Who ran a file: the command line or the Airflow DAG."""
+
+    BATCH = "batch"
+    AIRFLOW = "airflow"
+
+
+class RunStatus(enum.StrEnum):
+    """The life of a recorded run."""
+
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+
+
+class DeadLetterStatus(enum.StrEnum):
+    """The life of a dead letter."""
+
+    PENDING = "pending"
+    REDRIVEN = "redriven"
+    RESOLVED = "resolved"
+    QUARANTINED = "quarantined"
+
+
 class SourcePosition(NamedTuple):
     """Where a record came from: file and line, or topic, partition and offset."""
 
@@ -78,7 +127,7 @@ class RawRecord(NamedTuple):
     raw: str
     fields: Mapping[str, object] | None
     parse_error: str | None = None
-    parse_reason: str = "malformed_row"
+    parse_reason: Reason = Reason.MALFORMED_ROW
     key: str | None = None
     replays: int = 0  # how many times a redrive already sent this record back
     event_time: float | None = None  # epoch seconds the event was produced, when known
@@ -111,7 +160,7 @@ class Rejection:
 
     position: SourcePosition
     payload: str
-    reason: str
+    reason: Reason
     detail: str
     stage: Stage
     error: str = "InvalidRecord"
@@ -158,11 +207,60 @@ class Outcome:
             "categorised": self.categorised,
             "already_stored": self.already_stored,
             "rejected": self.rejected_total,
-            "rejected_by_reason": dict(self.rejected),
-            "categories": dict(self.categories),
-            "warnings": dict(self.warnings),
-            "new_operation_types": dict(self.new_operation_types),
+            "rejected_by_reason": _plain(self.rejected),
+            "categories": _plain(self.categories),
+            "warnings": _plain(self.warnings),
+            "new_operation_types": _plain(self.new_operation_types),
         }
+
+    @classmethod
+    def from_dict(cls, item: Mapping[str, Any]) -> Outcome:
+        """Rebuild an Outcome from its `as_dict()` form (Airflow task results)."""
+        outcome = cls(
+            read=int(item["read"]),
+            valid=int(item["valid"]),
+            categorised=int(item["categorised"]),
+            already_stored=int(item["already_stored"]),
+        )
+        outcome.rejected.update(item.get("rejected_by_reason") or {})
+        outcome.categories.update(item.get("categories") or {})
+        outcome.warnings.update(item.get("warnings") or {})
+        outcome.new_operation_types.update(item.get("new_operation_types") or {})
+        return outcome
+
+
+def _plain(counter: Counter[str]) -> dict[str, int]:
+    """Plain str keys (enum members serialise as their value everywhere)."""
+    return {str(key): value for key, value in counter.items()}
+
+
+def raw_source_id(fields: Mapping[str, object]) -> object:
+    """The value naming a record at its source: an event's `source_id`, else its `id`.
+
+    The producer ships the file's id as `source_id` (and the derived UUID as `id`), so both
+    pipelines derive the same transaction UUID from the same source id.
+    """
+    value = fields.get("source_id")
+    return fields.get("id") if value is None or value == "" else value
+
+
+def source_id_of(record: RawRecord) -> str:
+    """The source id of a raw record as text, or "" when it has no usable one."""
+    if record.fields is None:
+        return ""
+    value = raw_source_id(record.fields)
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        return ""
+    return str(value).strip()
+
+
+@dataclass(frozen=True, slots=True)
+class FileFacts:
+    """What a cheap look at an input file found: where it is, its size, its columns."""
+
+    path: str
+    size_bytes: int
+    columns: tuple[str, ...]
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,14 +4,20 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
-from typing import Protocol
+from typing import Any, Protocol
 from uuid import UUID
 
 from pipeline.domain.model import (
     Categorisation,
+    DeadLetterStatus,
+    FileFacts,
+    Outcome,
     ParkedRecord,
     RawRecord,
+    Reason,
     Rejection,
+    RunKind,
+    RunStatus,
     Transaction,
 )
 
@@ -21,6 +27,22 @@ class TransactionSource(Protocol):
 
     def records(self) -> Iterator[RawRecord]:
         """Yield raw records in source order."""
+        ...
+
+
+class TransactionFile(Protocol):
+    """A file of records that can be read whole or by a window of its lines."""
+
+    def facts(self) -> FileFacts:
+        """Cheap checks (exists, readable, header): raise ConfigurationError if unusable."""
+        ...
+
+    def records(self, first_line: int = 0, last_line: int | None = None) -> Iterator[RawRecord]:
+        """Yield the records starting on lines [first_line, last_line], in file order."""
+        ...
+
+    def estimate_rows(self) -> int:
+        """A quick row count for progress bars (physical lines minus the header)."""
         ...
 
 
@@ -91,11 +113,11 @@ class RecordStream(Protocol):
 class DeadLetterStore(Protocol):
     """The dead letters parked in the database, for redrive."""
 
-    def pending(self, reason: str | None, since: datetime | None) -> list[ParkedRecord]:
+    def pending(self, reason: Reason | None, since: datetime | None) -> list[ParkedRecord]:
         """Pending dead letters that came from the stream, oldest first."""
         ...
 
-    def mark(self, ids: Sequence[int], status: str) -> None:
+    def mark(self, ids: Sequence[int], status: DeadLetterStatus) -> None:
         """Set the status (redriven, quarantined) of these dead letters."""
         ...
 
@@ -105,4 +127,33 @@ class Republisher(Protocol):
 
     def republish(self, records: Sequence[ParkedRecord]) -> None:
         """Publish every record with its replay count + 1; returns once all are acknowledged."""
+        ...
+
+
+class RunLog(Protocol):
+    """Where runs of a file are recorded (the pipeline_runs table)."""
+
+    def start_run(self, kind: RunKind, source: str, params: dict[str, Any]) -> UUID:
+        """Record a run as running and return its id."""
+        ...
+
+    def finish_run(
+        self, run_id: UUID, status: RunStatus, outcome: Outcome, error: str | None = None
+    ) -> None:
+        """Record how the run ended, with its counts."""
+        ...
+
+
+class EventSink(Protocol):
+    """Publishes events (key, serialised value) onto the main topic, counting deliveries."""
+
+    sent: int
+    failed: int
+
+    def publish(self, key: str | None, value: bytes) -> None:
+        """Queue one event for delivery (blocks while the local queue is full)."""
+        ...
+
+    def flush(self) -> int:
+        """Wait for outstanding deliveries; return how many are still unacknowledged."""
         ...

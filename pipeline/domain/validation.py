@@ -12,7 +12,7 @@ from zoneinfo import ZoneInfo
 
 from pipeline.domain.errors import InvalidRecord
 from pipeline.domain.ids import transaction_uuid
-from pipeline.domain.model import RawRecord, Side, Transaction
+from pipeline.domain.model import RawRecord, Reason, RecordWarning, Side, Transaction, raw_source_id
 
 REQUIRED_FIELDS = ("id", "description", "amount", "timestamp", "operation_type", "side")
 _TEXT_FIELDS = ("id", "description", "timestamp", "merchant", "operation_type", "side")
@@ -69,7 +69,7 @@ class Validator:
         )
         warnings: tuple[str, ...] = ()
         if (side is _DEBIT and amount > 0) or (side is _CREDIT and amount < 0):
-            warnings = ("sign_disagrees_with_side",)
+            warnings = (RecordWarning.SIGN_DISAGREES_WITH_SIDE,)
         unseen = transaction.operation_type not in self.rules.known_operation_types
         return Validated(transaction, warnings, transaction.operation_type if unseen else None)
 
@@ -78,7 +78,7 @@ class Validator:
         texts: dict[str, str] = {}
         limit = self.rules.max_text_length
         for name in _TEXT_FIELDS:
-            value = values.get(name)
+            value = raw_source_id(values) if name == "id" else values.get(name)
             if value.__class__ is str:
                 text = value.strip()
             elif value is None:
@@ -87,32 +87,34 @@ class Validator:
                 text = str(value)
             else:
                 raise InvalidRecord(
-                    "invalid_field", f"{name} must be text, not {type(value).__name__}"
+                    Reason.INVALID_FIELD, f"{name} must be text, not {type(value).__name__}"
                 )
             if len(text) > limit:
                 raise InvalidRecord(
-                    "field_too_long", f"{name} has {len(text)} characters (max {limit})"
+                    Reason.FIELD_TOO_LONG, f"{name} has {len(text)} characters (max {limit})"
                 )
             if not text and name != "merchant":
-                raise InvalidRecord("missing_field", f"{name} is missing or empty")
+                raise InvalidRecord(Reason.MISSING_FIELD, f"{name} is missing or empty")
             texts[name] = text
         return texts
 
     def _amount(self, value: object) -> Decimal:
         if value is None or (isinstance(value, str) and not value.strip()):
-            raise InvalidRecord("missing_field", "amount is missing or empty")
+            raise InvalidRecord(Reason.MISSING_FIELD, "amount is missing or empty")
         if isinstance(value, bool) or not isinstance(value, str | int | float | Decimal):
-            raise InvalidRecord("invalid_amount", f"amount {value!r} is not a number")
+            raise InvalidRecord(Reason.INVALID_AMOUNT, f"amount {value!r} is not a number")
         text = str(value).strip()
         if not _AMOUNT.fullmatch(text):
-            raise InvalidRecord("invalid_amount", f"amount {text[:40]!r} is not a decimal number")
+            raise InvalidRecord(
+                Reason.INVALID_AMOUNT, f"amount {text[:40]!r} is not a decimal number"
+            )
         try:
             amount = Decimal(text.replace(",", "."))
         except InvalidOperation as exc:  # pragma: no cover - the pattern already guards this
-            raise InvalidRecord("invalid_amount", f"amount {text!r}: {exc}") from exc
+            raise InvalidRecord(Reason.INVALID_AMOUNT, f"amount {text!r}: {exc}") from exc
         if not self.rules.min_amount <= amount <= self.rules.max_amount:
             raise InvalidRecord(
-                "amount_out_of_bounds",
+                Reason.AMOUNT_OUT_OF_BOUNDS,
                 f"amount {amount} outside [{self.rules.min_amount}, {self.rules.max_amount}]",
             )
         return amount
@@ -122,7 +124,7 @@ class Validator:
             moment = datetime.fromisoformat(text)
         except ValueError as exc:
             raise InvalidRecord(
-                "invalid_timestamp", f"timestamp {text[:40]!r} is not ISO 8601"
+                Reason.INVALID_TIMESTAMP, f"timestamp {text[:40]!r} is not ISO 8601"
             ) from exc
         if moment.tzinfo is None:
             moment = moment.replace(tzinfo=self._zone)
@@ -132,5 +134,5 @@ class Validator:
     def _side(text: str) -> Side:
         side = _SIDES.get(text.lower())
         if side is None:
-            raise InvalidRecord("invalid_side", f"side {text[:40]!r} is not debit or credit")
+            raise InvalidRecord(Reason.INVALID_SIDE, f"side {text[:40]!r} is not debit or credit")
         return side

@@ -1,1 +1,1 @@
-"""Alembic migrations of the pipeline database (run through pipeline.adapters.postgres_schema)."""
+"""Alembic migrations of the pipeline database (run through pipeline.adapters.postgres.schema)."""

@@ -1,4 +1,4 @@
-"""Alembic environment, configured in code by pipeline.adapters.postgres_schema (no alembic.ini).
+"""Alembic environment, configured in code by pipeline.adapters.postgres.schema (no alembic.ini).
 
 A caller passes either an open connection in `config.attributes["connection"]` or a URL in
 the `sqlalchemy.url` option. Offline mode (`--sql`) renders the SQL from the URL alone.

@@ -5,16 +5,17 @@ from __future__ import annotations
 import importlib.util
 from collections.abc import Iterator
 from pathlib import Path
-from uuid import UUID, uuid4, uuid5
+from uuid import uuid4, uuid5
 
 import pytest
 import sqlalchemy as sa
 
-from pipeline.adapters import embedded_pg
-from pipeline.adapters.embedded_pg import EmbeddedPostgres
+from pipeline.adapters.postgres import embedded as embedded_pg
+from pipeline.adapters.postgres.embedded import EmbeddedPostgres
 from pipeline.domain.ids import TRANSACTION_NAMESPACE
 from tests.fakes import rule
 from tests.support.airflow import AirflowWorker
+from tests.support.helpers import HEADER, pipeline_env, stored
 from tests.support.services import MlApiProcess
 
 pytestmark = [
@@ -23,7 +24,6 @@ pytestmark = [
 ]
 
 DAG_ID = "categorise_transactions"
-HEADER = "id;description;amount;timestamp;merchant;operation_type;side"
 
 
 @pytest.fixture(scope="module")
@@ -39,18 +39,6 @@ def airflow(
     embedded_pg.drop_database(postgres_server.url, name)
 
 
-def pipeline_env(postgres_url: str, ml_api: MlApiProcess) -> dict[str, str]:
-    return {"DATABASE_URL": postgres_url, "ML_API_URL": ml_api.url, "ML_RETRY_INITIAL_S": "0.05"}
-
-
-def stored(engine: sa.Engine) -> dict[UUID, tuple[str, str]]:
-    with engine.connect() as conn:
-        rows = conn.execute(
-            sa.text("SELECT transaction_id, source_id, category FROM categorised_transactions")
-        )
-        return {row[0]: (row[1], row[2]) for row in rows}
-
-
 def airflow_runs(engine: sa.Engine) -> list[tuple[str, str, int, int, int, int]]:
     with engine.connect() as conn:
         rows = conn.execute(
@@ -59,7 +47,7 @@ def airflow_runs(engine: sa.Engine) -> list[tuple[str, str, int, int, int, int]]
                 "FROM pipeline_runs ORDER BY started_at"
             )
         )
-        return [tuple(row) for row in rows]  # type: ignore[misc]
+        return [tuple(row) for row in rows]
 
 
 def test_dag_categorises_the_seed_file_and_a_retrigger_stores_no_duplicate(

@@ -8,52 +8,16 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from uuid import UUID, uuid5
+from uuid import uuid5
 
 import pytest
 import sqlalchemy as sa
 
 from pipeline.domain.ids import TRANSACTION_NAMESPACE
 from tests.fakes import rule
+from tests.support.helpers import HEADER, dead_letters, run_cli, stored
+from tests.support.helpers import pipeline_env as env_for
 from tests.support.services import ROOT, MlApiProcess
-
-HEADER = "id;description;amount;timestamp;merchant;operation_type;side"
-
-
-def run_cli(
-    *args: str, env: dict[str, str], timeout: float = 300
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "pipeline", *args],
-        cwd=ROOT,
-        env={**os.environ, **env},
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
-
-
-def env_for(postgres_url: str, ml_api: MlApiProcess, **extra: str) -> dict[str, str]:
-    return {
-        "DATABASE_URL": postgres_url,
-        "ML_API_URL": ml_api.url,
-        "ML_RETRY_INITIAL_S": "0.05",
-        **extra,
-    }
-
-
-def stored(engine: sa.Engine) -> dict[UUID, tuple[str, str]]:
-    with engine.connect() as conn:
-        rows = conn.execute(
-            sa.text("SELECT transaction_id, source_id, category FROM categorised_transactions")
-        )
-        return {row[0]: (row[1], row[2]) for row in rows}
-
-
-def dead_letters(engine: sa.Engine) -> list[tuple[int | None, str]]:
-    with engine.connect() as conn:
-        rows = conn.execute(sa.text("SELECT line, reason FROM dead_letters ORDER BY line"))
-        return [(row[0], row[1]) for row in rows]
 
 
 def test_parallel_workers_store_the_seed_file_exactly_once(
@@ -159,7 +123,7 @@ def test_dirty_file_reconciles_exactly(
 def test_run_killed_mid_file_and_restarted_ends_in_the_exact_state(
     tmp_path: Path, postgres_url: str, postgres_engine: sa.Engine, ml_api: MlApiProcess
 ) -> None:
-    from pipeline.dev.generate import generate
+    from devstack.generate import generate
 
     path = tmp_path / "big.csv"
     generate(path, 60_000, seed=7)

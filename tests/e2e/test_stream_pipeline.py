@@ -7,6 +7,7 @@ import signal
 import time
 import uuid
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 
 import httpx
@@ -14,9 +15,10 @@ import pytest
 import sqlalchemy as sa
 from confluent_kafka import Consumer, Producer
 
-from pipeline.dev.generate import generate
+from devstack.generate import generate
 from pipeline.domain.ids import transaction_uuid
 from tests.fakes import rule
+from tests.support.helpers import count
 from tests.support.services import MlApiProcess, free_port
 from tests.support.streaming import StreamEnv, stop, wait_for
 
@@ -40,9 +42,8 @@ def consumers(stream_env: StreamEnv) -> Iterator[list]:
         stop(process, signal.SIGKILL)
 
 
-def count(engine: sa.Engine, sql: str = "SELECT count(*) FROM categorised_transactions") -> int:
-    with engine.connect() as conn:
-        return int(conn.execute(sa.text(sql)).scalar_one())
+def at_least(engine: sa.Engine, target: int) -> bool:
+    return count(engine) >= target
 
 
 def categories(engine: sa.Engine) -> dict:
@@ -174,7 +175,7 @@ def test_poison_messages_go_to_the_dlq_with_reason_and_position_and_nothing_bloc
     while len(seen) < len(POISON) and time.monotonic() < deadline:
         message = dlq.poll(0.5)
         if message is not None and message.error() is None:
-            seen[message.value() or b""] = dict(message.headers() or [])
+            seen[message.value() or b""] = dict(message.headers() or [])  # type: ignore[arg-type]
     dlq.close()
     assert set(seen) == set(POISON)
     for value, headers in seen.items():
@@ -192,7 +193,7 @@ def test_consumer_killed_with_sigkill_repeatedly_ends_in_the_exact_state(
     assert stream_env.cli("produce", str(events)).returncode == 0
     for kills, target in enumerate((4_000, 12_000, 20_000)):
         process = stream_env.consumer(f"victim{kills}", KAFKA_BATCH_MAX_RECORDS="500")
-        wait_for(lambda t=target: count(postgres_engine) >= t, 120, f"{target} rows")
+        wait_for(partial(at_least, postgres_engine, target), 120, f"{target} rows")
         stop(process, signal.SIGKILL)
     assert count(postgres_engine) < 30_000, "the kills must land mid-stream"
     consumers.append(stream_env.consumer("survivor"))

@@ -12,15 +12,22 @@ import pytest
 from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
-from pipeline.adapters.kafka_consumer import REDRIVE_HEADER, KafkaRecordStream, to_record
-from pipeline.adapters.kafka_producer import (
+from pipeline.adapters.kafka.consumer import REDRIVE_HEADER, KafkaRecordStream, to_record
+from pipeline.adapters.kafka.producer import (
     KafkaDeadLetterQueue,
     KafkaRepublisher,
     create_topics,
     make_producer,
 )
 from pipeline.config import KafkaSettings
-from pipeline.domain.model import ParkedRecord, RawRecord, Rejection, SourcePosition, Stage
+from pipeline.domain.model import (
+    ParkedRecord,
+    RawRecord,
+    Reason,
+    Rejection,
+    SourcePosition,
+    Stage,
+)
 
 pytestmark = pytest.mark.kafka
 
@@ -235,7 +242,7 @@ def test_dead_letter_carries_original_key_value_and_error_headers(kafka: KafkaSe
     rejection = Rejection(
         position=SourcePosition(kafka.topic, partition=3, offset=41),
         payload='{"id": "x-1", "amount": "abc"}',
-        reason="invalid_amount",
+        reason=Reason.INVALID_AMOUNT,
         detail="amount 'abc' is not a number",
         stage=Stage.VALIDATE,
         error="InvalidRecord",

@@ -17,7 +17,7 @@ from confluent_kafka.admin import (  # type: ignore[attr-defined]  # re-exported
     NewTopic,
 )
 
-from pipeline.dev.kafka_broker import BrokerError, KafkaBroker, down, up
+from devstack.kafka_broker import BrokerError, KafkaBroker, down, up
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -92,7 +92,7 @@ def test_records_and_committed_offsets_survive_a_broker_restart(tmp_path: Path) 
 @pytest.mark.kafka
 def test_up_survives_its_caller_and_up_down_are_idempotent(tmp_path: Path) -> None:
     state_dir = tmp_path / "state"
-    script = "import sys; from pathlib import Path; from pipeline.dev.kafka_broker import up; "
+    script = "import sys; from pathlib import Path; from devstack.kafka_broker import up; "
     script += "print(up(Path(sys.argv[1])))"
     try:
         # Started by a process that then exits: the broker must outlive it.

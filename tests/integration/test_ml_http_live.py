@@ -15,7 +15,7 @@ from pipeline.adapters.ml_http import HttpCategoriser, RetryPolicy, make_client
 from pipeline.domain.errors import CategoriserRejected, CategoriserUnavailable
 from pipeline.domain.ids import transaction_uuid
 from pipeline.domain.model import RawRecord, Side, SourcePosition, Transaction
-from pipeline.service import CategoriseRecords, UseCaseOptions
+from pipeline.service_layer.categorise import CategoriseRecords, UseCaseOptions
 from tests.fakes import InMemoryStore, rule, valid_fields
 from tests.support.services import MlApiProcess
 
@@ -50,9 +50,7 @@ def raw_records(n: int) -> list[RawRecord]:
 
 
 def pending_faults(ml_api: MlApiProcess) -> int:
-    response = httpx.post(f"{ml_api.url}/admin/faults", json={"fail_next": 0})
-    response.raise_for_status()
-    return int(response.json()["pending"])
+    return ml_api.arm_faults(0)
 
 
 class Recorded:

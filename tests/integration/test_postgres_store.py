@@ -17,15 +17,19 @@ from uuid import UUID
 import pytest
 import sqlalchemy as sa
 
-from pipeline.adapters import embedded_pg, postgres_schema
-from pipeline.adapters.postgres import PostgresStore, make_engine, translate_errors
-from pipeline.adapters.postgres_bulk import BulkMethod
+from pipeline.adapters.postgres import embedded as embedded_pg
+from pipeline.adapters.postgres import schema as postgres_schema
+from pipeline.adapters.postgres.bulk import BulkMethod
+from pipeline.adapters.postgres.store import PostgresStore, make_engine, translate_errors
 from pipeline.domain.errors import ConfigurationError, StoreUnavailable
 from pipeline.domain.ids import transaction_uuid
 from pipeline.domain.model import (
     Categorisation,
     Outcome,
+    Reason,
     Rejection,
+    RunKind,
+    RunStatus,
     Side,
     SourcePosition,
     Stage,
@@ -250,7 +254,7 @@ def test_dead_letter_records_its_kafka_position_and_details(
             rejection(
                 position=position,
                 stage=Stage.CATEGORISE,
-                reason="categoriser_rejected",
+                reason=Reason.REJECTED_BY_MODEL,
                 transaction_id=tx_id,
                 error="CategoriserRejected",
                 key="tx-9",
@@ -270,7 +274,7 @@ def test_dead_letter_records_its_kafka_position_and_details(
     )
     assert (row.stage, row.reason, row.transaction_id, row.attempts) == (
         "categorise",
-        "categoriser_rejected",
+        "rejected_by_model",
         tx_id,
         3,
     )
@@ -286,7 +290,7 @@ def test_a_run_records_its_counts_and_details(
     store: PostgresStore, postgres_engine: sa.Engine
 ) -> None:
     run_id = store.start_run(
-        "batch", "data/transactions.csv", {"chunk_size": 500, "path": Path("x")}
+        RunKind.BATCH, "data/transactions.csv", {"chunk_size": 500, "path": Path("x")}
     )
     (running,) = rows(postgres_engine, "SELECT status, params, finished_at FROM pipeline_runs")
     assert tuple(running) == ("running", {"chunk_size": 500, "path": "x"}, None)
@@ -300,7 +304,7 @@ def test_a_run_records_its_counts_and_details(
         categories=Counter({"Food": 4, "Rent": 2}),
         warnings=Counter({"merchant_missing": 1}),
     )
-    store.finish_run(run_id, "succeeded", outcome)
+    store.finish_run(run_id, RunStatus.SUCCEEDED, outcome)
     (run,) = rows(postgres_engine, "SELECT * FROM pipeline_runs")
     assert isinstance(run.id, UUID) and run.id == run_id
     counts = (run.rows_read, run.valid, run.categorised, run.already_stored, run.rejected)
@@ -312,18 +316,18 @@ def test_a_run_records_its_counts_and_details(
 
 
 def test_a_failed_run_keeps_its_error(store: PostgresStore, postgres_engine: sa.Engine) -> None:
-    run_id = store.start_run("stream", "transactions", {})
-    store.finish_run(run_id, "failed", Outcome(read=3), error="StoreUnavailable: gone")
+    run_id = store.start_run(RunKind.AIRFLOW, "transactions", {})
+    store.finish_run(run_id, RunStatus.FAILED, Outcome(read=3), error="StoreUnavailable: gone")
     (run,) = rows(postgres_engine, "SELECT status, rows_read, error FROM pipeline_runs")
     assert tuple(run) == ("failed", 3, "StoreUnavailable: gone")
 
 
 def test_finish_run_refuses_an_unknown_status_or_run(store: PostgresStore) -> None:
-    run_id = store.start_run("batch", "x.csv", {})
+    run_id = store.start_run(RunKind.BATCH, "x.csv", {})
     with pytest.raises(ValueError):
-        store.finish_run(run_id, "running", Outcome())
+        store.finish_run(run_id, RunStatus.RUNNING, Outcome())
     with pytest.raises(LookupError):
-        store.finish_run(transaction_uuid("no such run"), "succeeded", Outcome())
+        store.finish_run(transaction_uuid("no such run"), RunStatus.SUCCEEDED, Outcome())
 
 
 # --- failures ---------------------------------------------------------------------------------
@@ -344,8 +348,8 @@ def test_every_call_raises_store_unavailable_when_nothing_listens() -> None:
             lambda: store.save([pair(1)]),
             lambda: store.categorised_ids([pair(1)[0].id]),
             lambda: store.send([rejection()]),
-            lambda: store.start_run("batch", "x", {}),
-            lambda: store.finish_run(pair(1)[0].id, "failed", Outcome()),
+            lambda: store.start_run(RunKind.BATCH, "x", {}),
+            lambda: store.finish_run(pair(1)[0].id, RunStatus.FAILED, Outcome()),
             lambda: postgres_schema.check_schema(engine),
         ]
         for call in calls:
@@ -406,8 +410,8 @@ def test_make_engine_accepts_a_libpq_url() -> None:
 def test_a_server_started_with_up_outlives_its_process(postgres_datadir: Path) -> None:
     datadir = postgres_datadir
     script = (
-        "import sys; from pathlib import Path; from pipeline.adapters import embedded_pg;"
-        " print(embedded_pg.up(Path(sys.argv[1])))"
+        "import sys; from pathlib import Path; from pipeline.adapters.postgres import embedded;"
+        " print(embedded.up(Path(sys.argv[1])))"
     )
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     started = subprocess.run(

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import secrets
 from pathlib import Path
 
-from pipeline.dev.ml_api_server import ROOT, MlApiServer
-from pipeline.dev.ports import free_port
+from devstack.loopback import free_port
+from devstack.ml_api_server import ROOT, MlApiServer
 
 __all__ = ["ROOT", "MlApiProcess", "free_port"]
 
@@ -14,4 +15,5 @@ class MlApiProcess(MlApiServer):
     """The ML API with its test-only fault endpoint enabled."""
 
     def __init__(self, log_path: Path, port: int | None = None, **env: str) -> None:
-        super().__init__(log_path, port, ML_API_ENABLE_FAULTS="true", **env)
+        faults = {"ML_API_ENABLE_FAULTS": "true", "ML_API_FAULTS_TOKEN": secrets.token_urlsafe(16)}
+        super().__init__(log_path, port, env={**faults, **env})

@@ -14,8 +14,9 @@ from uuid import uuid4
 
 from confluent_kafka import Consumer, TopicPartition
 
-from pipeline.adapters.kafka_producer import create_topics
+from pipeline.adapters.kafka.producer import create_topics
 from pipeline.config import KafkaSettings
+from tests.support.helpers import run_cli
 from tests.support.services import ROOT
 
 
@@ -70,14 +71,7 @@ class StreamEnv:
     def cli(
         self, *args: str, timeout: float = 300, **extra: str
     ) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "pipeline", *args],
-            cwd=ROOT,
-            env=self.env(**extra),
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-        )
+        return run_cli(*args, env=self.env(**extra), timeout=timeout)
 
     def consumer(self, name: str = "consumer", **extra: str) -> subprocess.Popen[bytes]:
         log = open(self.logs / f"{self.topic}-{name}.log", "ab")  # noqa: SIM115

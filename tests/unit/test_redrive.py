@@ -2,60 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import pytest
 
 from pipeline.domain.errors import BrokerUnavailable
-from pipeline.domain.model import ParkedRecord
-from pipeline.redrive import RedriveResult, redrive
-
-T0 = datetime(2024, 1, 1, tzinfo=UTC)
-
-
-class FakeDeadLetterStore:
-    """DeadLetterStore in a dictionary: status per id, with the reason and time of each."""
-
-    def __init__(self) -> None:
-        self.records: dict[int, ParkedRecord] = {}
-        self.status: dict[int, str] = {}
-        self.parked_at: dict[int, datetime] = {}
-        self.marks: list[tuple[list[int], str]] = []
-
-    def park(self, record: ParkedRecord, at: datetime = T0) -> None:
-        self.records[record.id] = record
-        self.status[record.id] = "pending"
-        self.parked_at[record.id] = at
-
-    def pending(self, reason: str | None, since: datetime | None) -> list[ParkedRecord]:
-        oldest_first = sorted(self.records, key=lambda record_id: self.parked_at[record_id])
-        return [
-            self.records[record_id]
-            for record_id in oldest_first
-            if self.status[record_id] == "pending"
-            and (reason is None or self.records[record_id].reason == reason)
-            and (since is None or self.parked_at[record_id] >= since)
-        ]
-
-    def mark(self, ids: Sequence[int], status: str) -> None:
-        self.marks.append((list(ids), status))
-        for record_id in ids:
-            self.status[record_id] = status
-
-
-class FakeRepublisher:
-    """Republisher that keeps what it was sent; can be down for the next N calls."""
-
-    def __init__(self, fail_first: int = 0) -> None:
-        self.fail_first = fail_first
-        self.sent: list[ParkedRecord] = []
-
-    def republish(self, records: Sequence[ParkedRecord]) -> None:
-        if self.fail_first > 0:
-            self.fail_first -= 1
-            raise BrokerUnavailable("redrive not acknowledged")
-        self.sent.extend(records)
+from pipeline.domain.model import ParkedRecord, Reason
+from pipeline.service_layer.redrive import RedriveResult
+from pipeline.service_layer.redrive import redrive_dead_letters as redrive
+from tests.fakes import T0, FakeDeadLetterStore, FakeRepublisher
 
 
 def parked(record_id: int, replays: int = 0, reason: str = "rejected_by_model") -> ParkedRecord:
@@ -140,7 +95,9 @@ def test_only_dead_letters_of_the_given_reason_and_age_are_redriven() -> None:
     store.park(parked(3, reason="rejected_by_model"), T0 + timedelta(hours=2))
     republisher = FakeRepublisher()
 
-    result = redrive(store, republisher, reason="rejected_by_model", since=T0 + timedelta(hours=1))
+    result = redrive(
+        store, republisher, reason=Reason.REJECTED_BY_MODEL, since=T0 + timedelta(hours=1)
+    )
 
     assert result == RedriveResult(redriven=1, quarantined=0)
     assert [r.id for r in republisher.sent] == [3]

@@ -1,11 +1,12 @@
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
 from pipeline.domain.errors import CategoriserUnavailable
 from pipeline.domain.ids import transaction_uuid
-from pipeline.domain.model import RawRecord, SourcePosition, Stage
-from pipeline.service import CategoriseRecords, UseCaseOptions, run_chunked
+from pipeline.domain.model import CATEGORIES, RawRecord, SourcePosition, Stage
+from pipeline.service_layer.categorise import CategoriseRecords, UseCaseOptions, run_chunked
 from tests.fakes import FakeCategoriser, InMemoryStore, rule, valid_fields
 
 
@@ -20,7 +21,7 @@ def rows(n: int, start: int = 1, **changes: object) -> list[RawRecord]:
     ]
 
 
-def make(store: InMemoryStore, categoriser: FakeCategoriser | None = None, **options: object):
+def make(store: InMemoryStore, categoriser: FakeCategoriser | None = None, **options: Any):
     return CategoriseRecords(
         categoriser or FakeCategoriser(), store, store, options=UseCaseOptions(**options)
     )
@@ -108,13 +109,18 @@ def test_rerun_after_a_failed_chunk_completes_exactly() -> None:
     def source() -> Iterator[RawRecord]:
         yield from rows(10) + rows(1, start=11, amount="x")
 
-    categoriser = FakeCategoriser(fail_first=0)
-    first = make(store, categoriser)
-    run_chunked(source(), first, chunk_size=4)
+    # Chunks of 4 rows: the first is stored, the ML API is down for the second's call.
+    failing = FakeCategoriser(fail_calls=[2])
+    with pytest.raises(CategoriserUnavailable):
+        run_chunked(source(), make(store, failing), chunk_size=4)
+    assert len(failing.calls) == 2
+    assert len(store.categorisations) == 4
     again = run_chunked(source(), make(store), chunk_size=4)
-    assert again.already_stored == 10
-    assert again.categorised == 0
+    assert again.already_stored == 4
+    assert again.categorised == 6
     assert len(store.categorisations) == 10
+    assert {c.category for c in store.categorisations.values()} <= set(CATEGORIES)
+    assert all(c.category == rule(i) for i, c in store.categorisations.items())
     assert len(store.dead_letters) == 1
 
 

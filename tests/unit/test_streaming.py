@@ -8,9 +8,16 @@ import pytest
 
 from pipeline.domain.errors import BrokerUnavailable
 from pipeline.domain.model import Outcome, RawRecord, SourcePosition, Stage
-from pipeline.service import CategoriseRecords, UseCaseOptions
-from pipeline.streaming import StreamOptions, StreamProcessor
-from tests.fakes import FakeCategoriser, InMemoryStore, rule, valid_fields
+from pipeline.service_layer.categorise import CategoriseRecords, UseCaseOptions
+from pipeline.service_layer.stream import StreamOptions, StreamProcessor
+from tests.fakes import (
+    FakeCategoriser,
+    FakeRecordStream,
+    InMemoryStore,
+    RecordingObserver,
+    rule,
+    valid_fields,
+)
 
 TOPIC = "tx"
 # Multiplier 1 s: tenacity's jitter is uniform in [0, 1 s], so the n-th sleep lies in
@@ -18,91 +25,6 @@ TOPIC = "tx"
 OPTIONS = StreamOptions(
     max_records=100, max_wait_s=0.0, backoff_initial_s=1.0, backoff_max_s=1000.0
 )
-
-
-class FakeRecordStream:
-    """RecordStream over in-memory partitions; records commits, pauses and sleeps, never sleeps.
-
-    `on_idle(n)` runs at the n-th `idle` call (1-based) to simulate what happens during an
-    outage (a revoke, a stop signal); `on_drained` runs when a poll finds nothing left.
-    """
-
-    def __init__(self, partitions: dict[int, list[RawRecord]]) -> None:
-        self.partitions = {p: list(records) for p, records in partitions.items()}
-        self.position = dict.fromkeys(self.partitions, 0)
-        self.owned = set(self.partitions)
-        self.committed: dict[int, int] = {}
-        self.commits: list[list[RawRecord]] = []
-        self.sleeps: list[float] = []
-        self.pauses = 0
-        self.resumes = 0
-        self.paused = False
-        self.polls = 0
-        self.on_idle: Callable[[int], None] = lambda _n: None
-        self.on_drained: Callable[[], None] = lambda: None
-
-    def poll(self, max_records: int, timeout_s: float) -> list[RawRecord]:
-        self.polls += 1
-        assert self.polls < 1000, "the loop never stopped"
-        assert not self.paused, "polled while paused"
-        batch: list[RawRecord] = []
-        for partition in sorted(self.owned):
-            start = self.position[partition]
-            taken = self.partitions[partition][start : start + max_records - len(batch)]
-            self.position[partition] += len(taken)
-            batch.extend(taken)
-        if not batch:
-            self.on_drained()
-        return batch
-
-    def commit(self, records: Sequence[RawRecord]) -> None:
-        self.commits.append(list(records))
-        for record in records:
-            partition, offset = record.position.partition, record.position.offset
-            assert partition is not None and offset is not None
-            self.committed[partition] = max(offset + 1, self.committed.get(partition, 0))
-
-    def owns(self, record: RawRecord) -> bool:
-        return record.position.partition in self.owned
-
-    def pause(self) -> None:
-        self.pauses += 1
-        self.paused = True
-
-    def resume(self) -> None:
-        self.resumes += 1
-        self.paused = False
-
-    def idle(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.on_idle(len(self.sleeps))
-
-    def lag(self) -> dict[int, int]:
-        return {p: len(self.partitions[p]) - self.committed.get(p, 0) for p in sorted(self.owned)}
-
-    def revoke(self, partition: int) -> None:
-        self.owned.discard(partition)
-
-
-class RecordingObserver:
-    """StreamObserver that keeps every call in order."""
-
-    def __init__(self) -> None:
-        self.events: list[tuple[str, object]] = []
-        self.lags: list[dict[int, int]] = []
-
-    def batch_done(self, records: Sequence[RawRecord], outcome: Outcome, seconds: float) -> None:
-        assert seconds >= 0
-        self.events.append(("batch_done", len(records)))
-
-    def retrying(self, error: BaseException) -> None:
-        self.events.append(("retrying", type(error).__name__))
-
-    def paused(self, paused: bool) -> None:
-        self.events.append(("paused", paused))
-
-    def lag(self, lag: dict[int, int]) -> None:
-        self.lags.append(lag)
 
 
 def record(partition: int, offset: int, **changes: object) -> RawRecord:

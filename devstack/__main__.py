@@ -1,0 +1,95 @@
+"""`python -m devstack …`: the development services (not part of the product)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from devstack.stack import ROOT
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
+kafka_app = typer.Typer(no_args_is_help=True, help="The local Kafka broker (KRaft, one node).")
+postgres_app = typer.Typer(no_args_is_help=True, help="The embedded PostgreSQL of the stack.")
+app.add_typer(kafka_app, name="kafka")
+app.add_typer(postgres_app, name="postgres")
+KAFKA_STATE_DIR = ROOT / ".data" / "kafka"
+POSTGRES_DIR = ROOT / ".data" / "postgres"
+
+
+@kafka_app.command("up")
+def kafka_up(
+    port: Annotated[int, typer.Option(help="Loopback port (the default bootstrap's).")] = 9092,
+) -> None:
+    """Start the broker (jars from Maven Central); the last line is the bootstrap host:port."""
+    from devstack import kafka_broker
+
+    try:
+        print(kafka_broker.up(KAFKA_STATE_DIR, port))
+    except kafka_broker.BrokerError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        raise typer.Exit(1) from exc
+
+
+@kafka_app.command("down")
+def kafka_down() -> None:
+    """Stop the broker (data kept)."""
+    from devstack import kafka_broker
+
+    print("stopped" if kafka_broker.down(KAFKA_STATE_DIR) else "not running")
+
+
+@postgres_app.command("up")
+def postgres_up() -> None:
+    """Start the embedded PostgreSQL under .data/postgres; prints its URL."""
+    from pipeline.adapters.postgres import embedded
+
+    print(embedded.up(POSTGRES_DIR))
+
+
+@postgres_app.command("down")
+def postgres_down() -> None:
+    """Stop the embedded PostgreSQL (data kept)."""
+    from pipeline.adapters.postgres import embedded
+
+    print("stopped" if embedded.down(POSTGRES_DIR) else "not running")
+
+
+@postgres_app.command("url")
+def postgres_url() -> None:
+    """Print the URL of the running embedded PostgreSQL (exit 1 when it is not running)."""
+    from pipeline.adapters.postgres import embedded
+
+    url = embedded.running_url(POSTGRES_DIR)
+    if url is None:
+        raise typer.Exit(1)
+    print(url)
+
+
+@app.command()
+def generate(
+    path: Annotated[Path, typer.Argument(help="File to write.")],
+    rows: Annotated[int, typer.Option(help="Number of rows.")] = 1_000_000,
+    seed: Annotated[int, typer.Option(help="Random seed (same seed, same file).")] = 42,
+) -> None:
+    """Write a synthetic file in the challenge's format (deterministic)."""
+    from devstack.generate import generate as write
+
+    write(path, rows, seed)
+    print(f"wrote {rows} rows to {path}")
+
+
+@app.command()
+def stack(
+    action: Annotated[str, typer.Argument(help="all, up, status, logs, down or clean")],
+) -> None:
+    """The whole stack (`make all|status|logs|down|clean`)."""
+    from devstack.stack import main
+
+    main([action])
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,1 @@
+"""Kafka adapters: the consumer group stream, producers, the dead-letter topic."""

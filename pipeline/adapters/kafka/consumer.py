@@ -1,0 +1,183 @@
+"""KafkaRecordStream: a confluent-kafka consumer group member as a RecordStream port."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from functools import partial
+from typing import Any
+
+import orjson
+from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
+
+from pipeline.adapters.kafka.common import client_config, translate
+from pipeline.config import KafkaSettings
+from pipeline.domain.model import RawRecord, Reason, SourcePosition
+
+logger = logging.getLogger(__name__)
+
+REDRIVE_HEADER = "x-redrive-count"
+
+
+class KafkaRecordStream:
+    """Consumes a topic in a group; offsets are committed explicitly, synchronously, per batch.
+
+    `enable.auto.commit` is off: `commit()` is called by the stream loop only after the batch
+    is durable in PostgreSQL, so a crash replays at most the batch in hand.
+    """
+
+    def __init__(self, settings: KafkaSettings, **overrides: Any) -> None:
+        config = client_config(
+            settings,
+            **{
+                "group.id": settings.group_id,
+                "enable.auto.commit": False,
+                "auto.offset.reset": "earliest",
+                "partition.assignment.strategy": "cooperative-sticky",
+                "session.timeout.ms": 10000,
+                "max.poll.interval.ms": 300000,
+                **overrides,
+            },
+        )
+        self.topic = settings.topic
+        self.consumer = Consumer(config)
+        self.owned: set[int] = set()
+        self._committed: dict[int, int] = {}
+        self._paused = False
+        self.consumer.subscribe(
+            [self.topic],
+            on_assign=self._on_assign,
+            on_revoke=self._on_revoke,
+            on_lost=self._on_revoke,
+        )
+
+    def poll(self, max_records: int, timeout_s: float) -> list[RawRecord]:
+        """Up to `max_records` records; broker-side errors are logged, never raised here."""
+        try:
+            messages = self.consumer.consume(max_records, timeout_s)
+        except KafkaException as exc:
+            raise translate(exc, "consume") from exc
+        records = []
+        for message in messages:
+            error = message.error()
+            if error is not None:
+                logger.warning(
+                    "consume error on %s[%s]: %s", message.topic(), message.partition(), error
+                )
+                continue
+            records.append(to_record(message))
+        return records
+
+    def commit(self, records: Sequence[RawRecord]) -> None:
+        """Commit, per partition, the offset after the highest one in `records`."""
+        highest: dict[int, int] = {}
+        for record in records:
+            partition, offset = record.position.partition, record.position.offset
+            if partition is not None and offset is not None:
+                highest[partition] = max(offset, highest.get(partition, -1))
+        offsets = [TopicPartition(self.topic, p, o + 1) for p, o in highest.items()]
+        if not offsets:
+            return
+        try:
+            self.consumer.commit(offsets=offsets, asynchronous=False)
+        except KafkaException as exc:
+            raise translate(exc, "commit") from exc
+        self._committed.update((tp.partition, tp.offset) for tp in offsets)
+
+    def owns(self, record: RawRecord) -> bool:
+        return record.position.partition in self.owned
+
+    def pause(self) -> None:
+        self._paused = True
+        self.consumer.pause(self.consumer.assignment())
+
+    def resume(self) -> None:
+        self._paused = False
+        self.consumer.resume(self.consumer.assignment())
+
+    def idle(self, seconds: float) -> None:
+        """Keep polling (paused: returns nothing) so the group keeps us and rebalances run."""
+        deadline = time.monotonic() + seconds
+        while (left := deadline - time.monotonic()) > 0:
+            message = self.consumer.poll(min(left, 0.5))
+            if message is not None and message.error() is None:
+                # Fetched before the pause took effect: not processed, not committed, so the
+                # partition's committed offset still covers it; rewind so it is fetched again.
+                partition, offset = message.partition() or 0, message.offset() or 0
+                self.consumer.seek(TopicPartition(self.topic, partition, offset))
+
+    def lag(self) -> dict[int, int]:
+        """Per owned partition: high watermark minus committed offset, from local state only."""
+        result: dict[int, int] = {}
+        for partition in sorted(self.owned):
+            try:
+                low, high = self.consumer.get_watermark_offsets(
+                    TopicPartition(self.topic, partition), cached=True
+                )
+            except KafkaException:
+                continue
+            if high < 0:  # no fetch response yet
+                continue
+            result[partition] = max(high - self._committed.get(partition, max(low, 0)), 0)
+        return result
+
+    def close(self) -> None:
+        """Leave the group cleanly (triggers a rebalance for the others at once)."""
+        self.consumer.close()
+
+    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self.owned.update(tp.partition for tp in partitions)
+        try:  # only for the lag gauge: never let it break the rebalance
+            for tp in consumer.committed(partitions, timeout=10):
+                if tp.offset >= 0:
+                    self._committed[tp.partition] = tp.offset
+        except KafkaException as exc:
+            logger.warning("committed offsets unavailable on assign: %s", exc)
+        if self._paused:
+            consumer.pause(partitions)
+        logger.info("assigned partitions %s", sorted(tp.partition for tp in partitions))
+
+    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        # Batches are processed and committed synchronously in the poll thread, so nothing
+        # processed is left uncommitted here; a batch still in hand is dropped via owns().
+        self.owned.difference_update(tp.partition for tp in partitions)
+        logger.info("revoked partitions %s", sorted(tp.partition for tp in partitions))
+
+
+def to_record(message: Message) -> RawRecord:
+    """A Kafka message as a raw record: JSON object fields, or a parse error saying why not."""
+    position = SourcePosition(
+        message.topic() or "", partition=message.partition(), offset=message.offset()
+    )
+    key_bytes, value = message.key(), message.value()
+    headers = dict(message.headers() or [])
+    stamp_type, stamp = message.timestamp()
+    record = partial(
+        RawRecord,
+        position,
+        key=key_bytes.decode("utf-8", "backslashreplace") if key_bytes is not None else None,
+        replays=_replays(headers.get(REDRIVE_HEADER), position),
+        event_time=stamp / 1000 if stamp_type else None,
+    )
+    if not value:
+        return record("", None, "empty message body", Reason.EMPTY_MESSAGE)
+    raw = value.decode("utf-8", "surrogateescape")
+    try:
+        fields = orjson.loads(value)
+    except orjson.JSONDecodeError as exc:
+        return record(raw, None, f"not JSON: {exc}", Reason.UNDECODABLE)
+    if not isinstance(fields, dict):
+        return record(
+            raw, None, f"JSON {type(fields).__name__}, not an object", Reason.INVALID_SHAPE
+        )
+    return record(raw, fields)
+
+
+def _replays(header: str | bytes | None, position: SourcePosition) -> int:
+    """The redrive count header; a malformed one must not jam the partition."""
+    try:
+        return int(header or 0)
+    except ValueError:
+        logger.warning("ignoring malformed %s header %r at %s", REDRIVE_HEADER, header, position)
+        return 0

@@ -1,0 +1,224 @@
+"""PostgreSQL adapter: transactions, categorisations, dead letters and pipeline runs."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any, cast
+from uuid import UUID, uuid4
+
+import psycopg
+import sqlalchemy as sa
+from sqlalchemy import exc as sa_exc
+
+from pipeline.adapters.postgres import bulk as postgres_bulk
+from pipeline.adapters.postgres.bulk import BulkMethod
+from pipeline.domain.errors import StoreUnavailable
+from pipeline.domain.model import (
+    Categorisation,
+    Outcome,
+    Rejection,
+    RunKind,
+    RunStatus,
+    Transaction,
+)
+
+logger = logging.getLogger(__name__)
+
+RUN_STATUSES = (RunStatus.SUCCEEDED, RunStatus.FAILED)
+_SCHEMES = ("postgresql://", "postgres://")
+
+
+def sqlalchemy_url(url: str) -> str:
+    """Rewrite a libpq `postgresql://` URL to SQLAlchemy's `postgresql+psycopg://` (psycopg 3)."""
+    for scheme in _SCHEMES:
+        if url.startswith(scheme):
+            return "postgresql+psycopg://" + url[len(scheme) :]
+    return url
+
+
+def make_engine(url: str, pool_size: int = 5, connect_timeout_s: int = 10) -> sa.Engine:
+    """An engine that checks connections before use; builds no connection until first use.
+
+    `connect_timeout_s` applies unless the URL sets `?connect_timeout=` itself.
+    """
+    parsed = sa.make_url(sqlalchemy_url(url))
+    timeout = {} if "connect_timeout" in parsed.query else {"connect_timeout": connect_timeout_s}
+    return sa.create_engine(parsed, pool_size=pool_size, pool_pre_ping=True, connect_args=timeout)
+
+
+@contextmanager
+def translate_errors(action: str) -> Iterator[None]:
+    """Raise StoreUnavailable for connection-level failures; data and integrity errors pass.
+
+    Connection refused, server shutdown, a dropped connection, pool exhaustion, deadlocks and
+    serialization failures are transient: retrying the whole database transaction can succeed.
+    """
+    try:
+        yield
+    except sa_exc.DBAPIError as exc:
+        transient = isinstance(exc, sa_exc.OperationalError | sa_exc.InterfaceError)
+        if transient or exc.connection_invalidated:
+            raise StoreUnavailable(f"{action}: {_first_line(exc.orig or exc)}") from exc
+        raise
+    except (sa_exc.TimeoutError, sa_exc.DisconnectionError) as exc:
+        raise StoreUnavailable(f"{action}: {_first_line(exc)}") from exc
+    except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
+        # Raised unwrapped by the driver connection used for COPY.
+        raise StoreUnavailable(f"{action}: {_first_line(exc)}") from exc
+
+
+def dead_letter_key(rejection: Rejection) -> str:
+    """Stable identity of a rejection: the same record at the same position gives the same key."""
+    pos = rejection.position
+    parts = [
+        pos.source,
+        pos.line,
+        pos.partition,
+        pos.offset,
+        rejection.stage.value,
+        rejection.reason,
+        rejection.payload,
+    ]
+    return hashlib.sha256(json.dumps(parts).encode()).hexdigest()
+
+
+class PostgresStore:
+    """TransactionStore and DeadLetterSink on PostgreSQL, plus pipeline run bookkeeping."""
+
+    def __init__(self, engine: sa.Engine, bulk_method: BulkMethod = "copy") -> None:
+        self._engine = engine
+        self._bulk_method: BulkMethod = bulk_method
+
+    def categorised_ids(self, ids: Sequence[UUID]) -> set[UUID]:
+        """Return the subset of `ids` that already has a stored categorisation."""
+        if not ids:
+            return set()
+        query = sa.text(
+            "SELECT transaction_id FROM categorisations WHERE transaction_id = ANY(:ids)"
+        )
+        with translate_errors("reading categorised ids"), self._engine.connect() as conn:
+            return set(conn.execute(query, {"ids": list(ids)}).scalars())
+
+    def save(self, pairs: Sequence[tuple[Transaction, Categorisation]]) -> None:
+        """Upsert transactions then categorisations in one database transaction (idempotent)."""
+        rows = postgres_bulk.staged_rows(pairs)
+        if not rows:
+            return
+        with translate_errors("saving transactions"), self._engine.begin() as conn:
+            driver = cast("psycopg.Connection[Any]", conn.connection.driver_connection)
+            postgres_bulk.write(driver, rows, self._bulk_method)
+        logger.debug("saved %d categorised transactions", len(rows))
+
+    def send(self, rejections: Iterable[Rejection]) -> None:
+        """Park rejections in dead_letters; a record already parked at that position is kept."""
+        rows = [_dead_letter_row(rejection) for rejection in rejections]
+        if not rows:
+            return
+        insert = sa.text(
+            """
+            INSERT INTO dead_letters (
+                dedup_key, transaction_id, source, source_position, line, partition, "offset",
+                stage, reason, detail, payload, error, key, replays, attempts,
+                first_failed_at, last_failed_at)
+            VALUES (
+                :dedup_key, :transaction_id, :source, :source_position, :line, :partition,
+                :offset, :stage, :reason, :detail, :payload, :error, :key, :replays, :attempts,
+                :failed_at, :failed_at)
+            ON CONFLICT (dedup_key) DO NOTHING
+            """
+        )
+        with translate_errors("writing dead letters"), self._engine.begin() as conn:
+            conn.execute(insert, rows)
+        logger.debug("sent %d rejections to dead_letters", len(rows))
+
+    def start_run(self, kind: RunKind, source: str, params: dict[str, Any]) -> UUID:
+        """Record a run as running and return its id."""
+        run_id = uuid4()
+        insert = sa.text(
+            """
+            INSERT INTO pipeline_runs (id, kind, source, status, started_at, params)
+            VALUES (:id, :kind, :source, 'running', now(), CAST(:params AS jsonb))
+            """
+        )
+        values = {"id": run_id, "kind": str(kind), "source": source, "params": _json(params)}
+        with translate_errors("starting a run"), self._engine.begin() as conn:
+            conn.execute(insert, values)
+        return run_id
+
+    def finish_run(
+        self, run_id: UUID, status: RunStatus, outcome: Outcome, error: str | None = None
+    ) -> None:
+        """Record the end of a run: its status, counts and error, if any."""
+        if status not in RUN_STATUSES:
+            raise ValueError(f"a run finishes as one of {RUN_STATUSES}, not {status!r}")
+        update = sa.text(
+            """
+            UPDATE pipeline_runs SET
+                status = :status, finished_at = now(), error = :error,
+                rows_read = :read, valid = :valid, categorised = :categorised,
+                already_stored = :already_stored, rejected = :rejected,
+                rejected_by_reason = CAST(:rejected_by_reason AS jsonb),
+                categories = CAST(:categories AS jsonb), warnings = CAST(:warnings AS jsonb)
+            WHERE id = :id
+            """
+        )
+        values = {
+            "id": run_id,
+            "status": str(status),
+            "error": error,
+            "read": outcome.read,
+            "valid": outcome.valid,
+            "categorised": outcome.categorised,
+            "already_stored": outcome.already_stored,
+            "rejected": outcome.rejected_total,
+            "rejected_by_reason": _json(outcome.rejected),
+            "categories": _json(outcome.categories),
+            "warnings": _json(outcome.warnings),
+        }
+        with translate_errors("finishing a run"), self._engine.begin() as conn:
+            if conn.execute(update, values).rowcount != 1:
+                raise LookupError(f"no pipeline run {run_id}")
+
+
+def _dead_letter_row(rejection: Rejection) -> dict[str, object]:
+    pos = rejection.position
+    return {
+        "dedup_key": dead_letter_key(rejection),
+        "transaction_id": rejection.transaction_id,
+        "source": pos.source,
+        "source_position": str(pos),
+        "line": pos.line,
+        "partition": pos.partition,
+        "offset": pos.offset,
+        "stage": rejection.stage.value,
+        "reason": str(rejection.reason),
+        "detail": pg_text(rejection.detail),
+        "payload": pg_text(rejection.payload),
+        "error": rejection.error,
+        "key": pg_text(rejection.key) if rejection.key is not None else None,
+        "replays": rejection.replays,
+        "attempts": rejection.attempts,
+        "failed_at": rejection.rejected_at,
+    }
+
+
+def pg_text(text: str) -> str:
+    """Text PostgreSQL accepts: undecodable bytes and NUL escaped (poison must not jam the DLQ)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        text = text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    return text.replace("\x00", "\\x00")
+
+
+def _json(value: object) -> str:
+    return json.dumps(value, default=str, sort_keys=True)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

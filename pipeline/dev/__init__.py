@@ -1,1 +1,0 @@
-"""Local development services (a real Kafka broker) for tests and the command line."""

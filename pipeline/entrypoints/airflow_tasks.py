@@ -1,0 +1,70 @@
+"""What the Airflow DAG calls: open a run, plan chunks, categorise one chunk, close the run.
+
+Each function takes and returns small JSON-friendly values (they travel through XCom):
+paths, line numbers, counts and run ids, never a URL or a secret. Connections are read from
+the environment (DATABASE_URL, ML_API_URL…) by the settings classes, in the worker; without
+DATABASE_URL a task refuses to start.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+from uuid import UUID
+
+from pipeline import bootstrap
+from pipeline.config import BatchSettings, DatabaseSettings, MlApiSettings, ValidationSettings
+from pipeline.domain.model import Outcome, RunKind
+from pipeline.service_layer.files import categorise_window, plan_windows
+from pipeline.service_layer.runs import add_up, reject_share
+
+logger = logging.getLogger(__name__)
+
+
+def open_run(path: str, params: dict[str, Any]) -> dict[str, Any]:
+    """Check the file cheaply (exists, readable, header, size) and record a run as running.
+
+    Returns ``{"run_id": …, "file": …}``; the run id is what `close_run` finishes. Rows are
+    validated once, by the chunks: the data-quality summary comes from their outcomes.
+    """
+    facts = bootstrap.open_file(Path(path)).facts()
+    with bootstrap.run_recorder(DatabaseSettings()) as runs:
+        run_id = runs.open(RunKind.AIRFLOW, path, params)
+    return {"run_id": str(run_id), "file": asdict(facts)}
+
+
+def plan_chunks(path: str, chunk_size: int) -> list[dict[str, int]]:
+    """Line windows of at most `chunk_size` rows each, covering every row once."""
+    windows = plan_windows(bootstrap.open_file(Path(path)), chunk_size)
+    return [{"first_line": first, "last_line": last} for first, last in windows]
+
+
+def run_chunk(path: str, first_line: int, last_line: int) -> dict[str, Any]:
+    """Categorise the rows starting on lines [first_line, last_line]; returns the counts.
+
+    Idempotent (see `categorise_window`): an Airflow retry or a re-trigger changes nothing.
+    """
+    size = BatchSettings().chunk_size
+    with bootstrap.batch_app(DatabaseSettings(), MlApiSettings(), ValidationSettings()) as app:
+        file = bootstrap.open_file(Path(path))
+        outcome = categorise_window(app.use_case, file, first_line, last_line, size)
+    logger.info("lines %d-%d: %s", first_line, last_line, outcome.as_dict())
+    return outcome.as_dict()
+
+
+def close_run(
+    run_id: str, chunks: int, outcomes: Sequence[dict[str, Any]], max_reject_share: float
+) -> dict[str, Any]:
+    """Add up the chunks and finish the run: failed if chunks are missing or too many rejects.
+
+    Raises `RunFailed` after recording a failed run, so that the Airflow run fails too.
+    """
+    total = add_up([Outcome.from_dict(item) for item in outcomes])
+    summary = {**total.as_dict(), "reject_share": round(reject_share(total), 6), "run_id": run_id}
+    logger.info("run summary: %s", summary)
+    with bootstrap.run_recorder(DatabaseSettings(), max_reject_share) as runs:
+        runs.close(UUID(run_id), total, missing_chunks=max(chunks - len(outcomes), 0))
+    return summary

@@ -1,0 +1,1 @@
+"""Tests that start no service: docs, the compose file, the DAG file."""
