@@ -1,11 +1,19 @@
 """Test-only fault injection: make the next /predict calls fail with a chosen status."""
 
 import logging
+import secrets
 import threading
 from collections import deque
+from collections.abc import Callable
+from typing import Annotated, Any
 
-from fastapi import APIRouter
-from pydantic import BaseModel, Field
+from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel, Field, SecretStr, ValidationError
+
+from ml_api.body import read_body
+from ml_api.errors import BodyTooLargeError
 
 logger = logging.getLogger(__name__)
 
@@ -67,17 +75,76 @@ def fault_headers(status: int) -> dict[str, str]:
     return {"Retry-After": "0"} if status in RETRYABLE_STATUSES else {}
 
 
-def faults_router(injector: FaultInjector) -> APIRouter:
-    """Build the /admin/faults router; mount it only when faults are enabled."""
-    router = APIRouter(prefix="/admin", tags=["admin (test only)"])
+def faults_router(injector: FaultInjector, token: SecretStr, max_body_bytes: int) -> APIRouter:
+    """Build the /admin/faults router; mount it only when faults are enabled.
 
-    @router.post("/faults", response_model=FaultState)
-    async def arm_faults(request: FaultRequest) -> FaultState:
+    The bearer token is checked before the body is read, so an unauthenticated caller
+    cannot make the service buffer anything.
+    """
+    router = APIRouter(prefix="/admin", tags=["admin (test only)"])
+    authorised = Depends(_bearer_token_check(token))
+
+    @router.post(
+        "/faults",
+        response_model=FaultState,
+        dependencies=[authorised],
+        responses={401: {"description": "Missing or wrong bearer token."}},
+        openapi_extra=_fault_request_body(),
+    )
+    async def arm_faults(request: Request) -> FaultState:
         """Arm more injected failures of /predict (test hook)."""
-        pending = injector.arm(request.fail_next, request.status)
+        fault = await _read_fault_request(request, max_body_bytes)
+        pending = injector.arm(fault.fail_next, fault.status)
         logger.warning(
-            "armed %d injected %d failures (%d pending)", request.fail_next, request.status, pending
+            "armed %d injected %d failures (%d pending)", fault.fail_next, fault.status, pending
         )
         return FaultState(pending=pending)
 
     return router
+
+
+def _bearer_token_check(
+    token: SecretStr,
+) -> Callable[[HTTPAuthorizationCredentials | None], None]:
+    """Dependency answering 401 unless the request carries ``Authorization: Bearer <token>``."""
+    expected = token.get_secret_value().encode()
+    scheme = HTTPBearer(auto_error=False, description="The value of ML_API_FAULTS_TOKEN.")
+
+    def check(
+        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(scheme)],
+    ) -> None:
+        # Header values arrive decoded as latin-1: encoding them back gives the bytes sent.
+        given = b"" if credentials is None else credentials.credentials.encode("latin-1")
+        if not secrets.compare_digest(given, expected):
+            logger.warning("rejected /admin/faults: missing or wrong bearer token")
+            raise HTTPException(
+                401, "missing or wrong bearer token", headers={"WWW-Authenticate": "Bearer"}
+            )
+
+    return check
+
+
+async def _read_fault_request(request: Request, max_body_bytes: int) -> FaultRequest:
+    """Read and validate the body as FastAPI would have, with its usual 413 and 422 shapes."""
+    try:
+        body = await read_body(request, max_body_bytes)
+    except BodyTooLargeError as exc:
+        raise HTTPException(413, str(exc)) from None
+    try:
+        return FaultRequest.model_validate_json(body)
+    except ValidationError as exc:
+        errors = exc.errors(include_url=False)
+        raise RequestValidationError(
+            [{**error, "loc": ("body", *error["loc"])} for error in errors]
+        ) from None
+
+
+def _fault_request_body() -> dict[str, Any]:
+    """OpenAPI request body of /admin/faults, declared by hand since the handler reads it."""
+    schema = FaultRequest.model_json_schema()
+    return {
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": schema}},
+        }
+    }

@@ -9,17 +9,13 @@ from typing import Any
 import orjson
 from fastapi import FastAPI, Request, Response
 
+from ml_api.body import read_body
+from ml_api.errors import BatchTooLargeError, BodyTooLargeError, InvalidBatchError
 from ml_api.faults import FaultInjector, fault_headers, faults_router
 from ml_api.model import MODEL_VERSION, categorise
-from ml_api.parsing import BatchTooLargeError, InvalidBatchError, parse_batch
-from ml_api.schemas import (
-    ErrorResponse,
-    HealthResponse,
-    Prediction,
-    PredictItem,
-    ValidationErrorResponse,
-)
-from ml_api.settings import MlApiSettings
+from ml_api.parsing import BatchParser
+from ml_api.schemas import ErrorResponse, HealthResponse, Prediction, ValidationErrorResponse
+from ml_api.settings import ServiceSettings
 
 logger = logging.getLogger(__name__)
 
@@ -31,9 +27,9 @@ _VERSION_HEADERS = {MODEL_VERSION_HEADER: MODEL_VERSION}
 _GC_THRESHOLDS = (50_000, 20, 100)
 
 
-def create_app(settings: MlApiSettings | None = None) -> FastAPI:
+def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     """Build the service; settings default to the ML_API_* environment."""
-    settings = settings or MlApiSettings()
+    settings = settings or ServiceSettings()
     injector = FaultInjector(fail_first_n=settings.fail_first_n)
     app = FastAPI(
         title="Transaction categorisation ML API",
@@ -43,8 +39,9 @@ def create_app(settings: MlApiSettings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.faults = injector
     _add_routes(app, settings, injector)
-    if settings.enable_faults:
-        app.include_router(faults_router(injector))
+    # Validation refuses enable_faults without a token; an unvalidated copy gets no endpoint.
+    if settings.enable_faults and settings.faults_token is not None:
+        app.include_router(faults_router(injector, settings.faults_token, settings.max_body_bytes))
     return app
 
 
@@ -58,9 +55,11 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     yield
 
 
-def _add_routes(app: FastAPI, settings: MlApiSettings, injector: FaultInjector) -> None:
+def _add_routes(app: FastAPI, settings: ServiceSettings, injector: FaultInjector) -> None:
     """Register /health and /predict on ``app``."""
     max_batch = settings.max_batch
+    max_body_bytes = settings.max_body_bytes
+    parser = BatchParser(max_batch, settings.max_string_length)
 
     @app.get("/health", response_model=HealthResponse)
     async def health() -> HealthResponse:
@@ -71,19 +70,23 @@ def _add_routes(app: FastAPI, settings: MlApiSettings, injector: FaultInjector) 
         "/predict",
         response_model=list[Prediction],
         responses=_predict_responses(),
-        openapi_extra=_predict_request_body(max_batch),
+        openapi_extra=_predict_request_body(parser),
     )
     async def predict(request: Request) -> Response:
         """Categorise a JSON list of transactions, answering in the same order."""
         # Read and validated by hand: pydantic-core on the raw bytes plus orjson output
         # costs about half of FastAPI's body parameter and response_model path.
-        body = await request.body()
+        try:
+            body = await read_body(request, max_body_bytes)
+        except BodyTooLargeError as exc:
+            logger.info("rejected /predict: %s", exc)
+            return _json(413, {"detail": str(exc)}, _VERSION_HEADERS)
         status = injector.take()
         if status is not None:
             logger.warning("injected /predict failure with status %d", status)
             return _json(status, {"detail": f"injected fault: {status}"}, fault_headers(status))
         try:
-            items = parse_batch(body, max_batch)
+            items = parser.parse(body)
         except BatchTooLargeError as exc:
             logger.info("rejected /predict: %s", exc)
             return _json(413, {"detail": str(exc)}, _VERSION_HEADERS)
@@ -102,17 +105,17 @@ def _json(status: int, content: Any, headers: dict[str, str]) -> Response:
     return Response(orjson.dumps(content), status, headers, media_type="application/json")
 
 
-def _predict_request_body(max_batch: int) -> dict[str, Any]:
+def _predict_request_body(parser: BatchParser) -> dict[str, Any]:
     """OpenAPI request body of /predict, declared by hand since FastAPI does not parse it."""
     schema = {
         "type": "array",
-        "maxItems": max_batch,
-        "items": PredictItem.model_json_schema(),
+        "maxItems": parser.max_batch,
+        "items": parser.item_model.model_json_schema(),
     }
     return {
         "requestBody": {
             "required": True,
-            "description": f"Transactions to categorise, at most {max_batch}.",
+            "description": f"Transactions to categorise, at most {parser.max_batch}.",
             "content": {"application/json": {"schema": schema}},
         }
     }
@@ -121,8 +124,15 @@ def _predict_request_body(max_batch: int) -> dict[str, Any]:
 def _predict_responses() -> dict[int | str, dict[str, Any]]:
     """Documented error answers of /predict."""
     return {
-        413: {"model": ErrorResponse, "description": "More items than ML_API_MAX_BATCH."},
-        422: {"model": ValidationErrorResponse, "description": "Body or items invalid."},
+        413: {
+            "model": ErrorResponse,
+            "description": "More items than ML_API_MAX_BATCH, or more bytes than "
+            "ML_API_MAX_BODY_BYTES.",
+        },
+        422: {
+            "model": ValidationErrorResponse,
+            "description": "Body or items invalid, e.g. text longer than ML_API_MAX_STRING_LENGTH.",
+        },
         503: {"model": ErrorResponse, "description": "Injected fault (test hook); retry."},
     }
 

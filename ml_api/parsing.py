@@ -4,66 +4,69 @@ import logging
 from typing import Any
 
 import orjson
-from pydantic import TypeAdapter, ValidationError
+from pydantic import ConfigDict, TypeAdapter, ValidationError, conlist
 from pydantic_core import ErrorDetails
 
+from ml_api.errors import BatchTooLargeError, InvalidBatchError, MlApiError
 from ml_api.schemas import ItemError, PredictItem
 
 logger = logging.getLogger(__name__)
 
-_BATCH = TypeAdapter(list[PredictItem])
 
+class BatchParser:
+    """Validates /predict bodies against one service's batch and string limits.
 
-class MlApiError(Exception):
-    """Root of the errors the service reports to its clients."""
-
-
-class BatchTooLargeError(MlApiError):
-    """The batch holds more items than the configured maximum."""
-
-    def __init__(self, size: int, maximum: int) -> None:
-        super().__init__(f"batch of {size} items exceeds the maximum of {maximum}")
-        self.size = size
-        self.maximum = maximum
-
-
-class InvalidBatchError(MlApiError):
-    """The body is not a JSON list, or some items are invalid."""
-
-    def __init__(self, errors: list[ItemError]) -> None:
-        super().__init__(f"{len(errors)} validation error(s)")
-        self.errors = errors
-
-
-def parse_batch(body: bytes, max_batch: int) -> list[PredictItem]:
-    """Validate a JSON list of transactions; oversize wins over item errors.
-
-    The happy path is a single pydantic-core ``validate_json`` over the bytes; the
-    body is decoded a second time only when it fails, to size it and report ids.
+    Both limits are checked by pydantic-core in the single ``validate_json`` pass: every
+    ``str`` field's length as it is read, and the list's length as items are counted, so
+    validation stops at item ``max_batch + 1`` (a huge list of junk costs one JSON parse,
+    not one error per item: 4 million of them took 37 s before this limit).
     """
-    try:
-        items = _BATCH.validate_json(body)
-    except ValidationError as exc:
-        raise _classify_failure(body, exc, max_batch) from None
-    if len(items) > max_batch:
-        raise BatchTooLargeError(len(items), max_batch)
-    return items
+
+    def __init__(self, max_batch: int, max_string_length: int) -> None:
+        self.max_batch = max_batch
+        self.item_model = _limited_item_model(max_string_length)
+        self._adapter = TypeAdapter(conlist(self.item_model, max_length=max_batch))
+
+    def parse(self, body: bytes) -> list[PredictItem]:
+        """Validate a JSON list of transactions; oversize wins over item errors.
+
+        The body is decoded a second time only when validation fails, to report ids.
+        """
+        try:
+            return self._adapter.validate_json(body)
+        except ValidationError as exc:
+            raise self._classify_failure(body, exc) from None
+
+    def _classify_failure(self, body: bytes, exc: ValidationError) -> MlApiError:
+        """Map a failed validation to a 413 (oversize) or a 422 listing every problem."""
+        details = exc.errors(include_url=False, include_input=False)
+        body_level = [detail for detail in details if not detail["loc"]]
+        for detail in body_level:
+            if detail["type"] == "too_long":
+                return BatchTooLargeError(self._batch_size(body, detail), self.max_batch)
+        if body_level:  # not JSON, or not a list: nothing to say per item
+            return InvalidBatchError([_body_error(detail) for detail in body_level])
+        raw = _decode_list(body)
+        return InvalidBatchError([_item_error(raw, detail) for detail in details])
+
+    @staticmethod
+    def _batch_size(body: bytes, detail: ErrorDetails) -> int:
+        """Number of items of an oversized list, as pydantic-core counted it."""
+        size = detail.get("ctx", {}).get("actual_length")
+        return size if isinstance(size, int) else len(_decode_list(body))
 
 
-def _classify_failure(body: bytes, exc: ValidationError, max_batch: int) -> MlApiError:
-    """Map a failed validation to a 413 (oversize) or a 422 listing every problem."""
-    details = exc.errors(include_url=False)
-    body_level = [detail for detail in details if not detail["loc"]]
-    if body_level:  # not JSON, or not a list: nothing to say per item
-        return InvalidBatchError([_body_error(detail) for detail in body_level])
-    raw = _decode_list(body)
-    if len(raw) > max_batch:
-        return BatchTooLargeError(len(raw), max_batch)
-    return InvalidBatchError([_item_error(raw, detail) for detail in details])
+def _limited_item_model(max_string_length: int) -> type[PredictItem]:
+    """PredictItem whose ``str`` fields refuse more than ``max_string_length`` characters."""
+
+    class LimitedPredictItem(PredictItem):
+        model_config = ConfigDict(str_max_length=max_string_length, title="PredictItem")
+
+    return LimitedPredictItem
 
 
 def _decode_list(body: bytes) -> list[Any]:
-    """Decode the body again to size it and read ids; [] in the rare cases orjson refuses."""
+    """Decode the body again to read ids; [] in the rare cases orjson refuses."""
     try:
         raw = orjson.loads(body)
     except orjson.JSONDecodeError:  # e.g. integers wider than 64 bits, which pydantic accepts

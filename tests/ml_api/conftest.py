@@ -9,7 +9,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from ml_api.main import create_app
-from ml_api.settings import MlApiSettings
+from ml_api.settings import ServiceSettings
 
 Item = dict[str, Any]
 
@@ -41,7 +41,7 @@ def make_client() -> Iterator[Callable[..., TestClient]]:
 
     def _make(**settings: Any) -> TestClient:
         settings.setdefault("gc_tuning", False)
-        client = TestClient(create_app(MlApiSettings(**settings)))
+        client = TestClient(create_app(ServiceSettings(**settings)))
         clients.append(client)
         return client
 

@@ -118,3 +118,62 @@ def test_body_that_is_not_json_is_422(client: TestClient) -> None:
     [error] = response.json()["detail"]
     assert error["index"] is None
     assert error["message"].startswith("body is not a valid JSON list")
+
+
+def test_string_over_max_length_is_422_naming_index_id_and_field(
+    make_client: Callable[..., TestClient], make_item: Callable[..., dict[str, Any]]
+) -> None:
+    client = make_client(max_string_length=40)
+    bad_id = str(uuid.uuid4())
+    response = client.post("/predict", json=[make_item(), make_item(id=bad_id, merchant="m" * 41)])
+    assert response.status_code == 422
+    assert response.json()["detail"] == [
+        {
+            "index": 1,
+            "id": bad_id,
+            "field": "merchant",
+            "message": "String should have at most 40 characters",
+        }
+    ]
+
+
+def test_every_text_field_is_length_checked(
+    make_client: Callable[..., TestClient], make_item: Callable[..., dict[str, Any]]
+) -> None:
+    client = make_client(max_string_length=40)
+    fields = ["description", "merchant", "operation_type", "side"]
+    response = client.post("/predict", json=[make_item(**{f: "x" * 41}) for f in fields])
+    assert response.status_code == 422
+    located = [(e["index"], e["field"]) for e in response.json()["detail"]]
+    assert located == list(enumerate(fields))
+
+
+def test_default_max_string_length_is_1000_characters_not_bytes(
+    client: TestClient, make_item: Callable[..., dict[str, Any]]
+) -> None:
+    # "é" is two bytes in UTF-8: a limit counted in bytes would refuse the first item.
+    items = [make_item(description="é" * 1000), make_item(description="é" * 1001)]
+    response = client.post("/predict", json=items)
+    assert response.status_code == 422
+    located = [(e["index"], e["field"]) for e in response.json()["detail"]]
+    assert located == [(1, "description")]
+
+
+def test_over_long_strings_are_listed_with_other_item_errors(
+    make_client: Callable[..., TestClient], make_item: Callable[..., dict[str, Any]]
+) -> None:
+    client = make_client(max_string_length=40)
+    items = [make_item(amount="x"), make_item(side="s" * 41), make_item()]
+    response = client.post("/predict", json=items)
+    located = [(e["index"], e["field"]) for e in response.json()["detail"]]
+    assert located == [(0, "amount"), (1, "side")]
+
+
+def test_huge_list_of_junk_is_413_without_an_error_per_item(
+    make_client: Callable[..., TestClient],
+) -> None:
+    client = make_client(max_batch=10)
+    body = b"[" + b"1," * 200_000 + b"1]"
+    response = client.post("/predict", content=body, headers={"Content-Type": "application/json"})
+    assert response.status_code == 413
+    assert response.json() == {"detail": "batch of 200001 items exceeds the maximum of 10"}
