@@ -27,6 +27,7 @@ from pipeline.domain.model import (
     Rejection,
     SourcePosition,
     Stage,
+    source_id_of,
 )
 
 pytestmark = pytest.mark.kafka
@@ -167,11 +168,12 @@ def mapped(kafka_bootstrap: str) -> dict[str | None, RawRecord]:
     return {record.key: record for record in map(to_record, messages)}
 
 
-def test_json_object_becomes_fields_with_source_id_mapped_to_id(
+def test_json_object_becomes_fields_and_its_source_id_is_the_record_source_id(
     mapped: dict[str | None, RawRecord],
 ) -> None:
     record = mapped["k-object"]
-    assert record.fields == {"source_id": "abc-1", "id": "abc-1", "amount": "1.00"}
+    assert record.fields == {"source_id": "abc-1", "amount": "1.00"}
+    assert source_id_of(record) == "abc-1"
     assert record.parse_error is None
     assert record.raw == '{"source_id": "abc-1", "amount": "1.00"}'
     assert record.replays == 0
