@@ -3,22 +3,41 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
+UV := $(VENV)/bin/uv
 STAMP := $(VENV)/.installed
 DATA := .data
 ML_API_PORT ?= 8000
 export ML_API_URL ?= http://127.0.0.1:$(ML_API_PORT)
+# uv at the version uv.lock pins for itself (the Dockerfile reads the same line).
+UV_VERSION = $(shell sed -n '/^name = "uv"$$/{n;s/^version = "\(.*\)"$$/\1/p;}' uv.lock)
+LOCKED := $(VENV)/requirements.lock.txt
 
-.PHONY: all install test test-unit lint lint-imports bench-batch bench-stream down clean status logs \
-	composecheck kafka-up kafka-down
+.PHONY: all install lock lock-upgrade test test-unit lint lint-imports bench-batch bench-stream \
+	down clean status logs composecheck kafka-up kafka-down
 
-$(STAMP): pyproject.toml
+$(UV):
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e ".[dev,airflow]"  # dev: the tests and devstack/ (not in the wheel)
+	$(PY) -m pip install --quiet "uv==$(UV_VERSION)"
+
+# Every third-party package at the version uv.lock pins, hashes checked (--locked: stop when
+# pyproject.toml changed since the lock: run `make lock`), then the project itself, editable,
+# without resolving anything again. The Dockerfile installs the same lock.
+$(STAMP): pyproject.toml uv.lock | $(UV)
+	$(UV) export --quiet --locked --all-extras --no-emit-project --output-file $(LOCKED)
+	$(UV) pip install --quiet --python $(PY) --require-hashes -r $(LOCKED)
+	$(UV) pip install --quiet --python $(PY) --no-deps -e .
 	touch $(STAMP)
 
-## install: create .venv with the project and its test dependencies
+## install: .venv with the project, Airflow and the test tools, exactly as uv.lock pins them
 install: $(STAMP)
+
+## lock: re-resolve uv.lock after a change of pyproject.toml (keeps every pin that still fits)
+lock: | $(UV)
+	$(UV) lock --python $(PY)
+
+## lock-upgrade: re-resolve uv.lock to the newest versions pyproject.toml allows
+lock-upgrade: | $(UV)
+	$(UV) lock --python $(PY) --upgrade
 
 ## test: everything, from nothing (venv, embedded PostgreSQL, Kafka, the ML API are started by fixtures)
 test: $(STAMP) lint-imports

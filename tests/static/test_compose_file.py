@@ -357,7 +357,7 @@ def test_dockerfile_pins_python_and_drops_root() -> None:
     dockerfile = (ROOT / "Dockerfile").read_text()
 
     assert re.search(r"^FROM python:3\.11\.\d+-slim-bookworm$", dockerfile, re.MULTILINE)
-    assert 'pip install ".[airflow]"' in dockerfile
+    assert "pip install --require-hashes -r /tmp/requirements.txt" in dockerfile  # uv.lock
     assert "WORKDIR /app" in dockerfile
     users = re.findall(r"^USER (\S+)$", dockerfile, re.MULTILINE)
     assert users and users[-1] not in {"root", "0"}
