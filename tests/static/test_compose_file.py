@@ -1,97 +1,30 @@
-"""docker-compose.yml: loaded by compose-go (tools/composecheck) as `docker compose` would, and held
-to the house rules (pinned images, healthchecks, named volumes, no committed secret)."""
+"""docker-compose.yml: loaded by compose-go (tools/composecheck) as `docker compose` would, and its
+resolved model held to the rules that make `make all` work without anyone watching: pinned
+images, healthchecks that test what dependants need, one-shots that `up --wait` accepts, an
+init process where processes fork, least-privilege database URLs, named volumes."""
 
 from __future__ import annotations
 
 import re
-import shutil
-import subprocess
-from collections.abc import Callable, Iterator
-from itertools import pairwise
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
-from pydantic_settings import BaseSettings
 
-import ml_api.settings
-import pipeline.config
+from tests.support.compose_model import COMPOSE, ENV_EXAMPLE, ROOT, environment, run_check
 
-ROOT = Path(__file__).resolve().parents[2]
-COMPOSE = ROOT / "docker-compose.yml"
-ENV_EXAMPLE = ROOT / ".env.example"
-CHECKER_SRC = ROOT / "tools" / "composecheck"
-CHECKER = ROOT / "tools" / "bin" / "composecheck"
-
-ONE_SHOT = {"kafka-init", "migrate", "producer", "airflow-init"}
-SECRETS = {
-    "POSTGRES_PASSWORD",
-    "AIRFLOW_ADMIN_PASSWORD",
-    "AIRFLOW__API_AUTH__JWT_SECRET",
-    "AIRFLOW__API__SECRET_KEY",
-}
-# Read outside the settings classes (typer options, the streaming entry point, the dev stack).
-OTHER_VARIABLES = {
-    "LOG_FORMAT",
-    "LOG_LEVEL",
-    "METRICS_PORT",
-    "REDRIVE_MAX_REPLAYS",
-    "ML_API_PORT",
-    "STACK_DATA_DIR",
-    "KAFKA_CACHE_DIR",
-}
-REQUIRED = re.compile(r"^\$\{[A-Z0-9_]+:\?[^}]+\}$")
-URL_PASSWORD = re.compile(r"://[^:/@\s]+:([^@\s]+)@")
-
+Services = dict[str, dict[str, Any]]
 Mutation = Callable[[dict[str, Any]], None]
-
-
-# --- the checker -----------------------------------------------------------------------------
-
-
-def _stale(binary: Path) -> bool:
-    if not binary.exists():
-        return True
-    sources = [*CHECKER_SRC.glob("*.go"), CHECKER_SRC / "go.mod", CHECKER_SRC / "go.sum"]
-    return any(src.stat().st_mtime > binary.stat().st_mtime for src in sources)
-
-
-@pytest.fixture(scope="module")
-def composecheck() -> Path:
-    """tools/bin/composecheck, built with the Go toolchain when missing or older than its source."""
-    go = shutil.which("go")
-    if go is None:
-        if CHECKER.exists():
-            return CHECKER
-        pytest.skip("go is not installed: cannot build tools/composecheck (compose-go)")
-    if _stale(CHECKER):
-        build = subprocess.run(
-            [go, "-C", str(CHECKER_SRC), "build", "-o", str(CHECKER), "."],
-            timeout=600,
-            capture_output=True,
-            text=True,
-        )
-        if build.returncode != 0:
-            pytest.fail(f"go build of tools/composecheck failed:\n{build.stderr}")
-    return CHECKER
-
-
-def _check(checker: Path, compose: Path, env_file: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [str(checker), "-f", str(compose), "-env-file", str(env_file)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd=compose.parent,
-    )
+PULLED = {"postgres", "kafka"}
 
 
 def test_compose_go_accepts_the_compose_file_with_env_example(composecheck: Path) -> None:
-    result = _check(composecheck, COMPOSE, ENV_EXAMPLE)
+    result = run_check(composecheck, COMPOSE, ENV_EXAMPLE)
 
     assert result.returncode == 0, result.stderr
-    assert result.stdout.startswith("ok:")
+    assert result.stdout.startswith("ok: ")
 
 
 def _unknown_key(compose: dict[str, Any]) -> None:
@@ -110,6 +43,10 @@ def _untagged_image(compose: dict[str, Any]) -> None:
     compose["services"]["postgres"]["image"] = "postgres"
 
 
+def _undeclared_secret(compose: dict[str, Any]) -> None:
+    compose["services"]["migrate"]["secrets"] = [{"source": "txcat_ownr_password"}]
+
+
 @pytest.mark.parametrize(
     ("mutate", "reason"),
     [
@@ -117,8 +54,9 @@ def _untagged_image(compose: dict[str, Any]) -> None:
         (_missing_dependency, "ml-apii"),
         (_unpinned_image, "not pinned"),
         (_untagged_image, "not pinned"),
+        (_undeclared_secret, "txcat_ownr_password"),
     ],
-    ids=["unknown-key", "depends-on-missing-service", "latest-tag", "no-tag"],
+    ids=["unknown-key", "depends-on-missing-service", "latest-tag", "no-tag", "unknown-secret"],
 )
 def test_compose_go_rejects_a_broken_copy(
     composecheck: Path, tmp_path: Path, mutate: Mutation, reason: str
@@ -127,243 +65,227 @@ def test_compose_go_rejects_a_broken_copy(
     mutate(compose)
     broken = tmp_path / "docker-compose.yml"
     broken.write_text(yaml.safe_dump(compose, sort_keys=False))
+    (tmp_path / "deploy").symlink_to(ROOT / "deploy")
 
-    result = _check(composecheck, broken, ENV_EXAMPLE)
+    result = run_check(composecheck, broken, ENV_EXAMPLE)
 
     assert result.returncode == 1
     assert reason in result.stderr
 
 
-def test_compose_go_refuses_to_start_without_a_secret(composecheck: Path, tmp_path: Path) -> None:
-    env = tmp_path / ".env"
-    lines = ENV_EXAMPLE.read_text().splitlines()
-    env.write_text("\n".join(line for line in lines if not line.startswith("POSTGRES_PASSWORD=")))
-
-    result = _check(composecheck, COMPOSE, env)
-
-    assert result.returncode == 1
-    assert "required variable POSTGRES_PASSWORD is missing" in result.stderr
+# --- the resolved model --------------------------------------------------------------------------
 
 
-# --- the house rules, read from the YAML -------------------------------------------------------
+def _one_shots(services: Services) -> set[str]:
+    return {name for name, service in services.items() if service.get("restart") == "no"}
 
 
-@pytest.fixture(scope="module")
-def services() -> dict[str, dict[str, Any]]:
-    """The services, with YAML anchors and merge keys resolved (interpolation left as written)."""
-    return dict(yaml.safe_load(COMPOSE.read_text())["services"])
-
-
-def _environment(service: dict[str, Any]) -> dict[str, Any]:
-    env = service.get("environment") or {}
-    assert isinstance(env, dict), "environment is written as a mapping"
-    return env
-
-
-def test_every_pulled_image_is_pinned(services: dict[str, dict[str, Any]]) -> None:
+def test_every_pulled_image_is_pinned_and_the_rest_is_built(services: Services) -> None:
     for name, service in services.items():
-        if "build" in service:
-            continue
-        image = service["image"]
-        tag = image.rsplit("/", 1)[-1].partition(":")[2]
-        assert "@sha256:" in image or (tag and tag != "latest"), f"{name}: {image} is not pinned"
+        if name in PULLED:
+            assert "build" not in service, name
+            tag = service["image"].rsplit("/", 1)[-1].partition(":")[2]
+            assert tag and tag != "latest", f"{name}: {service['image']} is not pinned"
+        else:
+            assert service["build"]["dockerfile"] == "Dockerfile", name
 
 
-def test_project_services_are_built_from_the_dockerfile(
-    services: dict[str, dict[str, Any]],
-) -> None:
-    built = {name for name, service in services.items() if "build" in service}
+def test_every_service_has_a_healthcheck_or_is_a_one_shot(services: Services) -> None:
+    one_shots = _one_shots(services)
 
-    assert built == set(services) - {"postgres", "kafka"}
+    assert one_shots == {"check-secrets", "kafka-init", "migrate", "producer", "airflow-init"}
+    for name, service in services.items():
+        if name not in one_shots:
+            assert service.get("restart") == "unless-stopped", name
+            assert service.get("healthcheck", {}).get("test"), f"{name} has no healthcheck"
 
 
-def test_consumer_can_be_scaled(services: dict[str, dict[str, Any]]) -> None:
+def test_every_one_shot_is_awaited_by_a_long_running_service(services: Services) -> None:
+    # `docker compose up --wait` fails on a one-shot that exited unless a running service
+    # depends on it with service_completed_successfully.
+    one_shots = _one_shots(services)
+    awaited = {
+        target
+        for name, service in services.items()
+        if name not in one_shots
+        for target, rule in (service.get("depends_on") or {}).items()
+        if rule["condition"] == "service_completed_successfully"
+    }
+    started_by_up = {name for name in one_shots if not services[name].get("profiles")}
+
+    assert started_by_up <= awaited
+
+
+def test_dependencies_wait_for_health_or_completion(services: Services) -> None:
+    one_shots = _one_shots(services)
+    for name, service in services.items():
+        for target, rule in (service.get("depends_on") or {}).items():
+            done = "service_completed_successfully"
+            expected = done if target in one_shots else "service_healthy"
+            assert rule["condition"] == expected, f"{name} -> {target}"
+
+
+def test_postgres_is_healthy_only_once_it_listens_on_tcp(services: Services) -> None:
+    test = services["postgres"]["healthcheck"]["test"]
+
+    assert test[:2] == ["CMD", "pg_isready"]
+    assert test[test.index("-h") + 1] == "127.0.0.1"
+
+
+def test_kafka_is_healthy_when_its_client_listener_answers(services: Services) -> None:
+    test = " ".join(services["kafka"]["healthcheck"]["test"])
+
+    assert "--bootstrap-server localhost:9092" in test
+    assert "PLAINTEXT://:9092" in str(environment(services["kafka"])["KAFKA_LISTENERS"])
+
+
+def test_http_services_are_healthy_when_their_endpoint_answers(services: Services) -> None:
+    probes = {
+        "ml-api": "http://127.0.0.1:8000/health",
+        "consumer": "http://127.0.0.1:9108/metrics",
+        "airflow-api-server": "http://127.0.0.1:8080/api/v2/monitor/health",
+        "airflow-scheduler": "http://127.0.0.1:8974/health",
+    }
+    for name, url in probes.items():
+        assert url in " ".join(services[name]["healthcheck"]["test"]), name
+
+
+def test_migrations_wait_for_postgres_and_run_before_the_pipeline(services: Services) -> None:
+    assert services["migrate"]["depends_on"]["postgres"]["condition"] == "service_healthy"
+    for name in ("consumer", "airflow-scheduler"):
+        assert "migrate" in services[name]["depends_on"], name
+    assert set(services["consumer"]["depends_on"]) == {"kafka-init", "migrate", "ml-api"}
+
+
+def test_every_service_of_the_image_runs_under_an_init_process(services: Services) -> None:
+    for name, service in services.items():
+        if name not in PULLED:
+            assert service.get("init") is True, f"{name}: processes it forks need a reaper"
+
+
+def test_consumer_can_be_scaled(services: Services) -> None:
     consumer = services["consumer"]
 
     assert "container_name" not in consumer
     assert "ports" not in consumer
-    metrics_port = str(_environment(consumer)["METRICS_PORT"])
-    assert [str(port) for port in consumer["expose"]] == [metrics_port]
+    assert consumer["expose"] == [environment(consumer)["METRICS_PORT"]]
+    assert not [name for name, service in services.items() if "container_name" in service]
 
 
-def test_producer_runs_only_under_its_profile(services: dict[str, dict[str, Any]]) -> None:
+def test_producer_runs_only_under_its_profile(services: Services) -> None:
     assert services["producer"]["profiles"] == ["producer"]
-    assert [name for name, service in services.items() if "profiles" in service] == ["producer"]
+    assert [name for name, service in services.items() if service.get("profiles")] == ["producer"]
 
 
-def test_long_running_services_restart_and_have_a_healthcheck(
-    services: dict[str, dict[str, Any]],
-) -> None:
+def test_published_ports_are_on_loopback_only(services: Services) -> None:
+    published = {
+        name: [port["host_ip"] for port in service.get("ports", [])]
+        for name, service in services.items()
+    }
+
+    assert {name for name, ips in published.items() if ips} == {"ml-api", "airflow-api-server"}
+    assert all(ip == "127.0.0.1" for ips in published.values() for ip in ips)
+
+
+# --- database roles ------------------------------------------------------------------------------
+
+
+def _url_user(url: str) -> tuple[str, str]:
+    match = re.fullmatch(r"postgresql\+psycopg(?:_async)?://([a-z_]+)@postgres:5432/([a-z]+)", url)
+    assert match, f"{url}: a URL on the postgres service with a user and no password"
+    return match[1], match[2]
+
+
+def test_only_the_services_that_store_data_get_a_database_url(services: Services) -> None:
+    roles = {
+        name: _url_user(str(environment(service)["DATABASE_URL"]))
+        for name, service in services.items()
+        if "DATABASE_URL" in environment(service)
+    }
+
+    assert roles == {
+        "migrate": ("txcat_owner", "txcat"),
+        "consumer": ("txcat_app", "txcat"),
+        "airflow-scheduler": ("txcat_app", "txcat"),
+    }
+
+
+def test_airflow_metadata_lives_in_its_own_database_and_role(services: Services) -> None:
+    init_sql = (ROOT / "deploy" / "postgres-init" / "01-roles-and-databases.sql").read_text()
     for name, service in services.items():
-        if name in ONE_SHOT:
-            assert service.get("restart", "no") == "no", name
-            continue
-        assert service.get("restart") == "unless-stopped", name
-        assert service.get("healthcheck", {}).get("test"), f"{name} has no healthcheck"
+        env = environment(service)
+        if name.startswith("airflow-"):
+            sync = _url_user(str(env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"]))
+            asynchronous = _url_user(str(env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN_ASYNC"]))
+            assert sync == asynchronous == ("airflow", "airflow"), name
+            assert env["AIRFLOW__CORE__EXECUTOR"] == "LocalExecutor"
+        else:
+            assert not any(key.startswith("AIRFLOW__") for key in env), name
+    assert "CREATE DATABASE airflow OWNER airflow;" in init_sql
+    assert "CREATE DATABASE txcat OWNER txcat_owner;" in init_sql
 
 
-def test_dependencies_wait_for_health_or_completion(services: dict[str, dict[str, Any]]) -> None:
+def test_each_service_gets_only_the_passwords_of_its_roles(services: Services) -> None:
     for name, service in services.items():
-        for target, rule in (service.get("depends_on") or {}).items():
-            condition = rule["condition"]
-            if target in ONE_SHOT:
-                assert condition == "service_completed_successfully", f"{name} -> {target}"
-            else:
-                assert condition == "service_healthy", f"{name} -> {target}"
-                assert "healthcheck" in services[target], f"{name} waits for {target}'s health"
+        entries = str(environment(service).get("TXCAT_PGPASS") or "").split()
+        mounted = {secret["target"] for secret in service.get("secrets", [])}
+        users = set()
+        for entry in entries:
+            database, user, path = entry.split(":")
+            assert path in mounted, f"{name}: {path} is not mounted"
+            assert path == f"/run/secrets/{user.replace('airflow', 'airflow_db')}_password"
+            users.add(user)
+        urls = [
+            value
+            for key, value in environment(service).items()
+            if key in ("DATABASE_URL", "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN")
+        ]
+        assert users == {_url_user(str(url))[0] for url in urls}, name
 
 
-def test_consumer_starts_after_topics_schema_and_ml_api(
-    services: dict[str, dict[str, Any]],
-) -> None:
-    assert set(services["consumer"]["depends_on"]) == {"kafka-init", "migrate", "ml-api"}
+# --- state -------------------------------------------------------------------------------------
 
 
-def _mounts(service: dict[str, Any]) -> dict[str, str]:
-    """Container path -> source (a named volume, or a ./path bind mount)."""
-    sources_and_targets = (volume.split(":")[:2] for volume in service.get("volumes", []))
-    return {target: source for source, target in sources_and_targets}
-
-
-def test_state_lives_on_named_volumes() -> None:
-    compose = yaml.safe_load(COMPOSE.read_text())
-    declared = set(compose["volumes"])
+def test_state_lives_on_named_volumes(resolved: dict[str, Any]) -> None:
+    declared = set(resolved["volumes"])
     state = {
         "postgres": "/var/lib/postgresql/data",
         "kafka": "/var/lib/kafka/data",
         "airflow-api-server": "/opt/airflow",
         "airflow-scheduler": "/opt/airflow",
     }
+    mounts = {
+        name: {volume["target"]: volume for volume in service.get("volumes", [])}
+        for name, service in resolved["services"].items()
+    }
 
     for name, target in state.items():
-        source = _mounts(compose["services"][name]).get(target)
-        assert source in declared, f"{name}: {target} is not on a named volume"
-    for name, service in compose["services"].items():
-        assert "tmpfs" not in service, name
-        for source in _mounts(service).values():
-            assert source.startswith("./") or source in declared, f"{name}: {source}"
-
-
-def test_airflow_metadata_lives_in_its_own_database(services: dict[str, dict[str, Any]]) -> None:
-    init_sql = ROOT / "deploy" / "postgres-init" / "01-airflow-db.sql"
-    env = _environment(services["airflow-scheduler"])
-
-    assert "CREATE DATABASE airflow;" in init_sql.read_text()
-    assert env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"].startswith("postgresql+psycopg://")
-    assert env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"].endswith("@postgres:5432/airflow")
-    assert env["AIRFLOW__CORE__EXECUTOR"] == "LocalExecutor"
-    assert env["DATABASE_URL"].endswith("@postgres:5432/txcat")
-
-
-# --- secrets and .env.example ------------------------------------------------------------------
-
-
-def _all_environment_values(services: dict[str, dict[str, Any]]) -> Iterator[tuple[str, str, str]]:
-    for name, service in services.items():
-        for key, value in _environment(service).items():
-            if value is not None:
-                yield name, key, str(value)
-
-
-def test_no_secret_is_written_in_the_compose_file(services: dict[str, dict[str, Any]]) -> None:
-    for name, key, value in _all_environment_values(services):
-        if re.search(r"PASSWORD|SECRET", key) and not key.endswith("_FILE"):
-            assert REQUIRED.match(value), f"{name}.{key} must be ${{{key}:?...}} from .env"
-        for password in URL_PASSWORD.findall(value):
-            assert REQUIRED.match(password), f"{name}.{key} has a literal password in its URL"
-    placeholders = {_documented()[name] for name in SECRETS}
-    for text in _strings(yaml.safe_load(COMPOSE.read_text())):
-        assert not any(placeholder in text for placeholder in placeholders), text
-
-
-def _documented() -> dict[str, str]:
-    """Variables of .env.example, set or commented out, with their example values."""
-    pattern = re.compile(r"^#?\s*([A-Z][A-Z0-9_]*)=(.*)$")
-    found = (pattern.match(line) for line in ENV_EXAMPLE.read_text().splitlines())
-    return {match[1]: match[2] for match in found if match}
-
-
-def _strings(node: Any) -> Iterator[str]:
-    if isinstance(node, dict):
-        for value in node.values():
-            yield from _strings(value)
-    elif isinstance(node, list):
-        for value in node:
-            yield from _strings(value)
-    elif isinstance(node, str):
-        yield node
-
-
-def _compose_variables(services: dict[str, dict[str, Any]]) -> set[str]:
-    """Variables compose interpolates (`$${X}` is the container's own) or passes through."""
-    interpolated = {
-        name
-        for text in _strings(yaml.safe_load(COMPOSE.read_text()))
-        for name in re.findall(r"(?<!\$)\$\{([A-Z0-9_]+)", text)
-    }
-    passed_through = {
-        key
-        for service in services.values()
-        for key, value in _environment(service).items()
-        if value is None
-    }
-    return interpolated | passed_through
-
-
-def _settings_variables() -> set[str]:
-    names: set[str] = set()
-    for module in (pipeline.config, ml_api.settings):
-        for cls in vars(module).values():
-            if isinstance(cls, type) and issubclass(cls, BaseSettings) and cls is not BaseSettings:
-                prefix = str(cls.model_config.get("env_prefix", ""))
-                for field, info in cls.model_fields.items():
-                    names.add(str(info.alias or prefix + field).upper())
-    return names
-
-
-def test_env_example_documents_every_variable(services: dict[str, dict[str, Any]]) -> None:
-    documented = set(_documented())
-    expected = _compose_variables(services) | _settings_variables() | OTHER_VARIABLES
-
-    assert sorted(expected - documented) == []
-
-
-def test_env_example_holds_placeholders_only() -> None:
-    documented = _documented()
-    set_lines = {
-        line.split("=", 1)[0]
-        for line in ENV_EXAMPLE.read_text().splitlines()
-        if re.match(r"^[A-Z]", line)
-    }
-
-    assert set_lines == SECRETS, "only the secrets compose requires are set; the rest is commented"
-    for name in SECRETS:
-        assert documented[name].startswith("change-me"), name
-    assert documented["KAFKA_SASL_PASSWORD"] == ""
-
-
-def test_env_example_has_a_comment_above_each_variable() -> None:
-    variable = re.compile(r"^#?\s*[A-Z][A-Z0-9_]*=")
-    lines = ENV_EXAMPLE.read_text().splitlines()
-    for above, line in pairwise(lines):
-        if variable.match(line):
-            assert above.startswith("# ") and not variable.match(above), line
+        volume = mounts[name][target]
+        assert volume["type"] == "volume" and volume["source"] in declared, name
+    for name, by_target in mounts.items():
+        assert "tmpfs" not in resolved["services"][name], name
+        for volume in by_target.values():
+            if volume["type"] == "bind":
+                assert volume.get("read_only") is True, f"{name}: {volume['source']}"
+                assert Path(volume["source"]).is_relative_to(ROOT), name
 
 
 # --- the image ---------------------------------------------------------------------------------
 
 
-def test_dockerfile_pins_python_and_drops_root() -> None:
+def test_dockerfile_pins_python_drops_root_and_installs_the_lock() -> None:
     dockerfile = (ROOT / "Dockerfile").read_text()
 
-    assert re.search(r"^FROM python:3\.11\.\d+-slim-bookworm$", dockerfile, re.MULTILINE)
+    assert len(re.findall(r"^FROM python:3\.11\.\d+-slim-bookworm", dockerfile, re.M)) == 2
     assert "pip install --require-hashes -r /tmp/requirements.txt" in dockerfile  # uv.lock
     assert "WORKDIR /app" in dockerfile
+    assert 'ENTRYPOINT ["txcat-entrypoint"]' in dockerfile
     users = re.findall(r"^USER (\S+)$", dockerfile, re.MULTILINE)
     assert users and users[-1] not in {"root", "0"}
 
 
 def test_dockerignore_keeps_local_state_and_secrets_out_of_the_image() -> None:
-    ignored = set((ROOT / ".dockerignore").read_text().splitlines())
+    ignored = (ROOT / ".dockerignore").read_text().splitlines()
 
-    assert {".venv", ".data", ".cache", ".git", "tests", ".env"} <= ignored
+    assert {".venv", ".data", ".cache", ".git", "tests", ".env", "devstack"} <= set(ignored)
+    assert "!deploy/image" in ignored
