@@ -63,26 +63,36 @@ kafka-up: $(STAMP)
 kafka-down: $(STAMP)
 	$(PY) -m devstack kafka down
 
+# $(call stack,COMMAND): docker compose when a Docker engine answers (devstack/compose.py: stdlib
+# only, so the host's Python runs it and no virtualenv is built), else the native stack, which
+# needs .venv (Airflow included). STACK_BACKEND=native|docker forces one.
+define stack
+	@backend="$$($(PYTHON) -m devstack.compose backend)" || exit 1; \
+	if [ "$$backend" = docker ]; then $(PYTHON) -m devstack.compose $(1); \
+	else { $(MAKE) --no-print-directory -q $(STAMP) || $(MAKE) --no-print-directory $(STAMP); } \
+		&& $(PY) -m devstack stack $(1); fi
+endef
+
 ## all: the whole stack (docker compose when a Docker engine answers, else native under
 ## supervisord), then the DAG on data/transactions.csv and the same file replayed through Kafka
-all: $(STAMP)
-	$(PY) -m devstack stack all
+all:
+	$(call stack,all)
 
 ## status: each service up/down with its address, the Airflow login, the stored counts
-status: $(STAMP)
-	$(PY) -m devstack stack status
+status:
+	$(call stack,status)
 
 ## logs: the end of every service's log
-logs: $(STAMP)
-	$(PY) -m devstack stack logs
+logs:
+	$(call stack,logs)
 
-## down: stop every service, keep the data (.data/)
-down: $(STAMP)
-	$(PY) -m devstack stack down
+## down: stop every service, keep the data (.data/, or the compose volumes)
+down:
+	$(call stack,down)
 
-## clean: stop every service and delete .data/
-clean: $(STAMP)
-	$(PY) -m devstack stack clean
+## clean: stop every service and delete the data (.data/, or the compose volumes)
+clean:
+	$(call stack,clean)
 
 ## composecheck: validate docker-compose.yml with compose-go, without a Docker engine
 composecheck:

@@ -284,9 +284,12 @@ def main(argv: list[str]) -> None:
         raise SystemExit(f"usage: python -m devstack.stack {{{'|'.join(commands)}}}")
     logging.basicConfig(level=logging.WARNING)
     settings, command = StackSettings(), argv[0]
-    if settings.backend == "docker" or (settings.backend == "auto" and compose.available()):
-        compose.run(command, ROOT)
-        return
+    try:
+        chosen = compose.backend(settings.backend)
+    except compose.DockerError as error:
+        raise SystemExit(f"error: {error}") from error
+    if chosen == "docker":
+        raise SystemExit(compose.main([command]))
     stack = NativeStack(settings)
     began = time.monotonic()
     if command in ("all", "up"):
