@@ -70,7 +70,7 @@ define stack
 	@backend="$$($(PYTHON) -m devstack.compose backend)" || exit 1; \
 	if [ "$$backend" = docker ]; then $(PYTHON) -m devstack.compose $(1); \
 	else { $(MAKE) --no-print-directory -q $(STAMP) || $(MAKE) --no-print-directory $(STAMP); } \
-		&& $(PY) -m devstack stack $(1); fi
+		&& STACK_BACKEND=native $(PY) -m devstack stack $(1); fi
 endef
 
 ## all: the whole stack (docker compose when a Docker engine answers, else native under

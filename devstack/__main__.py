@@ -58,13 +58,30 @@ def postgres_down() -> None:
 
 
 @postgres_app.command("url")
-def postgres_url() -> None:
+def postgres_url(
+    role: Annotated[
+        str | None,
+        typer.Option(help="txcat_owner, txcat_app or txcat_analyst: that role on database txcat."),
+    ] = None,
+) -> None:
     """Print the URL of the running embedded PostgreSQL (exit 1 when it is not running)."""
+    from devstack import native_roles
     from pipeline.adapters.postgres import embedded
 
     url = embedded.running_url(POSTGRES_DIR)
     if url is None:
         raise typer.Exit(1)
+    if role is not None:
+        urls = native_roles.urls(url)
+        by_role = {
+            native_roles.OWNER: urls.owner,
+            native_roles.APP: urls.app,
+            native_roles.ANALYST: urls.analyst,
+            native_roles.AIRFLOW: urls.airflow,
+        }
+        if role not in by_role:
+            raise typer.BadParameter(f"one of {', '.join(by_role)}", param_hint="--role")
+        url = by_role[role]
     print(url)
 
 

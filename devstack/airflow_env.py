@@ -22,7 +22,6 @@ from pathlib import Path
 import sqlalchemy as sa
 
 from devstack.supervisor import VENV_BIN
-from pipeline.adapters.postgres import embedded as embedded_pg
 
 logger = logging.getLogger(__name__)
 
@@ -119,21 +118,6 @@ class AirflowHome:
 
     def _stamp(self) -> Path:
         return self.path / f".migrated-{version('apache-airflow')}"
-
-
-def ensure_database(server_url: str) -> str:
-    """The URL of the `airflow` database on the embedded server, created if missing."""
-    engine = sa.create_engine(server_url)
-    try:
-        with engine.connect() as conn:
-            exists = conn.execute(
-                sa.text("SELECT 1 FROM pg_database WHERE datname = :name"), {"name": DATABASE}
-            ).first()
-    finally:
-        engine.dispose()
-    if exists:
-        return sa.make_url(server_url).set(database=DATABASE).render_as_string(False)
-    return embedded_pg.create_database(server_url, DATABASE)
 
 
 def _secret(path: Path, make: Callable[[], str]) -> str:

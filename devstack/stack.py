@@ -19,12 +19,13 @@ import time
 from pathlib import Path
 from typing import Literal
 
+import sqlalchemy as sa
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from rich.console import Console
 
-from devstack import compose, kafka_broker, stack_report
+from devstack import compose, kafka_broker, native_roles, stack_report
 from devstack.airflow_api import AirflowApi
-from devstack.airflow_env import ADMIN_USER, AirflowHome, ensure_database
+from devstack.airflow_env import ADMIN_USER, AirflowHome
 from devstack.loopback import port_is_free
 from devstack.processes import tail
 from devstack.supervisor import VENV_BIN, Program, Supervisor
@@ -67,11 +68,10 @@ class NativeStack:
     def up(self) -> tuple[str, str]:
         """Start everything (or check it runs); return the database URL and the Kafka address."""
         self.airflow.prepare()
-        with _step("PostgreSQL (embedded) and schemas"):
-            database_url = embedded_pg.up(self.pg_dir)
-            _upgrade_schema(database_url)
-            metadata_url = ensure_database(database_url)
-            airflow_env = self.airflow.environment(metadata_url, ROOT / "dags", ROOT)
+        with _step("PostgreSQL (embedded): roles, databases, schema"):
+            urls = native_roles.ensure(embedded_pg.up(self.pg_dir))
+            _upgrade_schema(urls.owner)  # the schema belongs to txcat_owner
+            airflow_env = self.airflow.environment(urls.airflow, ROOT / "dags", ROOT)
         migration = self.airflow.migrate(airflow_env, ROOT)  # in the background while Kafka starts
         with _step("Kafka broker and topics"):
             port = self.settings.kafka_port if port_is_free(self.settings.kafka_port) else None
@@ -79,8 +79,9 @@ class NativeStack:
             _run("topics", "create", env={"KAFKA_BOOTSTRAP_SERVERS": bootstrap})
         with _step("Airflow metadata database"):
             self.airflow.finish_migration(migration)
+        # The consumer and the Airflow tasks write as txcat_app: DML only.
         pipeline_env = {
-            "DATABASE_URL": database_url,
+            "DATABASE_URL": urls.app,
             "ML_API_URL": f"http://127.0.0.1:{self.settings.ml_api_port}",
             "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
         }
@@ -88,7 +89,7 @@ class NativeStack:
             self.supervisor.apply(self.programs(pipeline_env, airflow_env))
             self._wait_healthy()
         _write_env_file(self.data / "stack.env", pipeline_env)
-        return database_url, bootstrap
+        return urls.app, bootstrap
 
     def programs(self, pipeline_env: dict[str, str], airflow_env: dict[str, str]) -> list[Program]:
         ml, metrics = self.settings.ml_api_port, self.settings.metrics_port
@@ -179,7 +180,12 @@ class NativeStack:
             login = (ADMIN_USER, self.airflow.password())
         stack_report.render_status(console, rows, login)
         if pg:
-            stack_report.render_counts(console, stack_report.counts(pg))
+            try:
+                found = stack_report.counts(native_roles.urls(pg).owner)
+            except sa.exc.SQLAlchemyError:
+                console.print("no pipeline data yet: `make all` creates the database txcat")
+            else:
+                stack_report.render_counts(console, found)
             hint = f"Settings for `python -m pipeline …`: set -a; . {self.data / 'stack.env'}"
             console.print(hint, soft_wrap=True)
 
