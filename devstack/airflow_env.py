@@ -3,7 +3,8 @@
 Everything lives in `<data>/airflow` (git-ignored): secrets are generated once, kept with mode
 0600 and handed to Airflow through `*_CMD` variables, so they never appear in a config file,
 a command line or the supervisord config. The metadata database is `airflow` on the
-embedded PostgreSQL, reached over its Unix socket (psycopg 3, sync and async).
+embedded PostgreSQL, owned by the role airflow (devstack/native_roles.py) and reached over its
+Unix socket (psycopg 3, sync and async).
 """
 
 from __future__ import annotations

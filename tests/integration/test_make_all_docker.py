@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shlex
 import shutil
 import stat
 import subprocess
@@ -114,6 +115,10 @@ def test_make_all_with_docker_writes_secrets_waits_triggers_replays_and_reports(
     assert f"Airflow login: user admin, password {values['AIRFLOW_ADMIN_PASSWORD']}" in out
     assert "rows in categorised_transactions  9988" in out
     assert "category groceries                700" in out
+    howto = (ROOT / "HOWTO.md").read_text().split("### With Docker")[1].split("\n## ")[0]
+    for call in calls(log)[2:-1]:  # after the two checks of docker, before the counts query
+        command = shlex.join(["docker", *call]).replace("--wait-timeout 60", "--wait-timeout 900")
+        assert command in howto, f"HOWTO's Docker section does not show {command}"
 
 
 def test_a_second_make_all_only_checks_and_reports(project: Path, tmp_path: Path) -> None:
@@ -248,6 +253,8 @@ def test_make_down_clean_and_logs_with_docker(
     assert result.returncode == 0, result.stderr
     assert calls(log)[-1] == expected
     assert not (project / ".venv").exists()
+    assert f"make {target}" in (ROOT / "HOWTO.md").read_text().split("### With Docker")[1]
+    assert shlex.join(["docker", *expected]) in (ROOT / "HOWTO.md").read_text()
 
 
 def _healthy_services() -> list[dict[str, object]]:
