@@ -12,7 +12,7 @@ RUN UV_VERSION="$(sed -n '/^name = "uv"$/{n;s/^version = "\(.*\)"$/\1/p;}' uv.lo
     && pip install --no-cache-dir --disable-pip-version-check --root-user-action=ignore \
         "uv==${UV_VERSION}" \
     && uv export --frozen --extra airflow --no-emit-project --no-header \
-        --output-file /requirements.txt
+        --quiet --output-file /requirements.txt
 
 FROM python:3.11.14-slim-bookworm
 
