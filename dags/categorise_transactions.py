@@ -36,7 +36,10 @@ PROJECT_ROOT = Path(__file__).resolve().parents[1]
             "data/transactions.csv",
             type="string",
             title="CSV file",
-            description="Path of the file, absolute or relative to the project folder.",
+            description=(
+                "Path of the file, relative to the project folder (or absolute); it must lie "
+                "inside the data folder (BATCH_DATA_ROOT, default data/)."
+            ),
         ),
         "chunk_size": Param(
             2500,
@@ -61,11 +64,12 @@ def categorise_transactions() -> None:
     def open_run() -> dict[str, Any]:
         from pipeline.entrypoints.airflow_tasks import open_run as open_pipeline_run
 
+        _mask_secrets()
         params = get_current_context()["params"]
-        return open_pipeline_run(_path(), dict(params))
+        return open_pipeline_run(str(params["path"]), dict(params), str(PROJECT_ROOT))
 
     @task
-    def plan(opened: dict[str, Any]) -> list[dict[str, int]]:
+    def plan(opened: dict[str, Any]) -> list[dict[str, Any]]:
         from pipeline.entrypoints.airflow_tasks import plan_chunks
 
         params = get_current_context()["params"]
@@ -78,18 +82,20 @@ def categorise_transactions() -> None:
         retry_exponential_backoff=True,
         max_retry_delay=pendulum.duration(minutes=5),
     )
-    def categorise_chunk(first_line: int, last_line: int) -> dict[str, Any]:
+    def categorise_chunk(path: str, first_line: int, last_line: int) -> dict[str, Any]:
         from pipeline.entrypoints.airflow_tasks import run_chunk
 
-        return run_chunk(_path(), first_line, last_line)
+        _mask_secrets()
+        return run_chunk(path, first_line, last_line)
 
     # all_done: a chunk that failed for good still gets the run recorded as failed.
     @task(trigger_rule=TriggerRule.ALL_DONE)
     def close_run(
-        opened: dict[str, Any], chunks: list[dict[str, int]], outcomes: list[dict[str, Any]]
+        opened: dict[str, Any], chunks: list[dict[str, Any]], outcomes: list[dict[str, Any]]
     ) -> dict[str, Any]:
         from pipeline.entrypoints.airflow_tasks import close_run as close_pipeline_run
 
+        _mask_secrets()
         params = get_current_context()["params"]
         # A slice fetches the finished chunks' results in one call (a failed chunk has none).
         done = list(outcomes[:])
@@ -102,9 +108,14 @@ def categorise_transactions() -> None:
     close_run(opened, chunks, categorise_chunk.expand_kwargs(chunks))  # type: ignore[arg-type]
 
 
-def _path() -> str:
-    raw = Path(get_current_context()["params"]["path"])
-    return str(raw if raw.is_absolute() else PROJECT_ROOT / raw)
+def _mask_secrets() -> None:
+    """Airflow hides these values in every task log line from here on."""
+    from airflow.sdk.log import mask_secret
+
+    from pipeline.entrypoints.airflow_tasks import secrets_to_mask
+
+    for secret in secrets_to_mask():
+        mask_secret(secret)
 
 
 categorise_transactions()

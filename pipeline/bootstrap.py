@@ -98,8 +98,9 @@ def validation_rules(settings: ValidationSettings) -> ValidationRules:
 
 
 def open_file(path: Path) -> TransactionFile:
-    """The input file of a batch run."""
-    return CsvTransactionFile(path)
+    """The input file of a batch run, by its resolved path: dead letters and runs name the same
+    file the same way from the CLI (relative) and from Airflow (absolute)."""
+    return CsvTransactionFile(path.expanduser().resolve())
 
 
 @dataclass
@@ -153,14 +154,14 @@ def stream_app(
         producer = make_producer(kafka)
         stack.callback(producer.flush, 10)
         dead_letters = FanOutDeadLetters(store, KafkaDeadLetterQueue(producer, kafka.dlq_topic))
-        # A stream may replay an event: within one micro-batch the last occurrence wins.
+        # A stream has no file: a re-seen id is a replay (same content) or a conflict.
         use_case = _categorise(stack, ml, validation, store, dead_letters, False)
         metrics = PrometheusStreamMetrics()
         metrics.serve(metrics_port)
         stream = KafkaRecordStream(kafka)
         stack.callback(stream.close)
         options = StreamOptions(kafka.batch_max_records, kafka.batch_max_ms / 1000)
-        yield StreamProcessor(stream, use_case, options, metrics)
+        yield StreamProcessor(stream, use_case, options, metrics, use_case.dead_letter_unexpected)
 
 
 @dataclass
@@ -196,7 +197,12 @@ def _categorise(
     categoriser = HttpCategoriser(
         client, RetryPolicy(ml.retry_attempts, ml.retry_initial_s, ml.retry_max_s)
     )
-    options = UseCaseOptions(ml.batch_size, ml.concurrency, reject_duplicate_ids)
+    options = UseCaseOptions(
+        ml.batch_size,
+        ml.concurrency,
+        reject_duplicate_ids,
+        validation.max_dead_letter_payload_bytes,
+    )
     validator = Validator(validation_rules(validation))
     return CategoriseRecords(categoriser, store, dead_letters, validator, options)
 

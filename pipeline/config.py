@@ -43,6 +43,9 @@ class ValidationSettings(BaseSettings):
     max_amount: Decimal = Decimal("10000000")
     timezone: str = "UTC"
     max_text_length: int = 500
+    # A dead letter keeps at most this many bytes of its record (with the original size and
+    # SHA-256 when cut), so any payload can be parked, in the table and on the DLQ topic.
+    max_dead_letter_payload_bytes: int = Field(default=64 * 1024, ge=1024, le=512 * 1024)
 
 
 class BatchSettings(BaseSettings):
@@ -51,6 +54,9 @@ class BatchSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="BATCH_", **_COMMON)  # type: ignore[typeddict-item]
 
     chunk_size: int = Field(default=5000, ge=1)
+    # Files a scheduled run may read (the Airflow `path` param): nothing outside this folder,
+    # symlinks resolved. Relative to the project folder when relative.
+    data_root: Path = Path("data")
 
 
 class KafkaSettings(BaseSettings):
@@ -63,6 +69,9 @@ class KafkaSettings(BaseSettings):
     dlq_topic: str = "transactions.dlq"
     partitions: int = 6
     group_id: str = "txcat-categoriser"
+    # Largest event, on the topics (created with it) and for the producers: a row of the CSV
+    # source may hold a 1 MiB field. Dead-letter copies are capped far below it.
+    max_message_bytes: int = Field(default=4 * 1024 * 1024, ge=1024 * 1024)
     batch_max_records: int = 5000
     batch_max_ms: int = 50
     security_protocol: str = "PLAINTEXT"

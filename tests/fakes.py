@@ -7,7 +7,13 @@ from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID, uuid4
 
-from pipeline.domain.errors import BrokerUnavailable, CategoriserRejected, CategoriserUnavailable
+from pipeline.domain.errors import (
+    BrokerUnavailable,
+    CategoriserRejected,
+    CategoriserUnavailable,
+    StoreMisconfigured,
+    StoreRejected,
+)
 from pipeline.domain.model import (
     CATEGORIES,
     Categorisation,
@@ -21,6 +27,7 @@ from pipeline.domain.model import (
     RunKind,
     RunStatus,
     Transaction,
+    content_fingerprint,
 )
 
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
@@ -71,22 +78,41 @@ class FakeCategoriser:
 
 
 class InMemoryStore:
-    """TransactionStore and DeadLetterSink in dictionaries, idempotent like the real one."""
+    """TransactionStore and DeadLetterSink in dictionaries, idempotent like the real one.
 
-    def __init__(self) -> None:
+    Like PostgreSQL, it refuses a whole save when one row holds `refuse_text` (StoreRejected),
+    or every save with `refuse_all` (a read-only database: StoreMisconfigured).
+    """
+
+    def __init__(self, refuse_text: str | None = None, refuse_all: bool = False) -> None:
         self.transactions: dict[UUID, Transaction] = {}
         self.categorisations: dict[UUID, Categorisation] = {}
         self.dead_letters: dict[tuple[str, str, str], Rejection] = {}
+        self.resolved: set[UUID] = set()
         self.saves = 0
+        self.refuse_text = refuse_text
+        self.refuse_all = refuse_all
 
-    def categorised_ids(self, ids: Sequence[UUID]) -> set[UUID]:
-        return {i for i in ids if i in self.categorisations}
+    def stored_fingerprints(self, ids: Sequence[UUID]) -> dict[UUID, str | None]:
+        return {
+            i: content_fingerprint(self.transactions[i]) for i in ids if i in self.categorisations
+        }
 
     def save(self, pairs: Sequence[tuple[Transaction, Categorisation]]) -> None:
+        if self.refuse_all:
+            raise StoreMisconfigured("cannot execute INSERT in a read-only transaction")
+        if self.refuse_text and any(self.refuse_text in t.description for t, _ in pairs):
+            raise StoreRejected("invalid byte sequence for encoding UTF8")
         self.saves += 1
         for transaction, categorisation in pairs:
             self.transactions[transaction.id] = transaction
             self.categorisations[transaction.id] = categorisation
+        self.resolved.update(
+            r.transaction_id
+            for r in self.dead_letters.values()
+            if r.transaction_id in self.categorisations
+            and r.reason not in (Reason.DUPLICATE_ID, Reason.CONFLICTING_DUPLICATE)
+        )
 
     def send(self, rejections: Iterable[Rejection]) -> None:
         for rejection in rejections:

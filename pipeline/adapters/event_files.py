@@ -12,6 +12,7 @@ from pipeline.domain.ids import transaction_uuid
 from pipeline.domain.model import raw_source_id, source_id_of
 
 EVENT_FIELDS = ("description", "amount", "timestamp", "merchant", "operation_type", "side")
+UNREADABLE = "x-unreadable-row"  # the one key of an event that carries an unreadable row
 Event = tuple[str | None, bytes]
 
 
@@ -21,8 +22,8 @@ def file_events(path: Path) -> Iterator[Event]:
         yield from _json_lines(path)
         return
     for record in CsvTransactionFile(path).records():
-        if record.fields is None:  # not even fields: ship the raw line, the consumer rejects it
-            yield None, orjson.dumps({"raw": record.raw, "source": str(record.position)})
+        if record.fields is None:  # not even fields: ship the raw line and why it is unreadable
+            yield None, unreadable_event(record.raw, record.parse_error, record.parse_reason)
             continue
         source_id = source_id_of(record)
         key = str(transaction_uuid(source_id)) if source_id else None
@@ -34,6 +35,13 @@ def file_events(path: Path) -> Iterator[Event]:
         if event["merchant"] == "":
             event["merchant"] = None
         yield key, orjson.dumps(event)
+
+
+def unreadable_event(raw: str, error: str | None, reason: str) -> bytes:
+    """The event of a row the source could not read: the consumer dead-letters it with the
+    same reason and payload as the batch pipeline would."""
+    text = raw.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    return orjson.dumps({UNREADABLE: {"raw": text, "error": error, "reason": str(reason)}})
 
 
 def _json_lines(path: Path) -> Iterator[Event]:

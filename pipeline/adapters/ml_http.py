@@ -18,6 +18,7 @@ from tenacity import (
 
 from pipeline.domain.errors import (
     CategoriserContractError,
+    CategoriserMisconfigured,
     CategoriserRejected,
     CategoriserUnavailable,
 )
@@ -27,6 +28,9 @@ logger = logging.getLogger(__name__)
 
 _KNOWN = frozenset(CATEGORIES)
 _TRANSIENT_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
+# Answers about the endpoint, never about a record: the wrong URL, auth in the way, a method
+# or media type the model does not serve. Every call would get the same.
+_SYSTEMIC_STATUS = frozenset({401, 403, 404, 405, 406, 407, 410, 415, 501, 505})
 
 
 @dataclass(frozen=True)
@@ -48,9 +52,11 @@ class HttpCategoriser:
     """Categoriser port over `POST /predict`.
 
     Transport errors, timeouts, 429 and 5xx are retried (tenacity) and, once the attempts are
-    spent, raised as CategoriserUnavailable. Any other 4xx is CategoriserRejected: permanent,
-    the use case bisects the batch to find the records at fault. An answer that does not give
-    exactly one known category per id sent is a CategoriserContractError.
+    spent, raised as CategoriserUnavailable. 401/403/404/405… say the endpoint is wrong, not a
+    record: CategoriserMisconfigured (systemic, never dead-lettered). Any other 4xx (422, 413,
+    400) is CategoriserRejected: the use case bisects the batch to find the records at fault.
+    An answer that does not give exactly one known category per id sent is a
+    CategoriserContractError (bisected too: if every record fails alike, it is systemic).
     """
 
     def __init__(self, client: httpx.Client, policy: RetryPolicy | None = None) -> None:
@@ -84,6 +90,11 @@ class HttpCategoriser:
             raise CategoriserUnavailable(f"ML API unreachable: {exc!r}") from exc
         if response.status_code in _TRANSIENT_STATUS:
             raise CategoriserUnavailable(f"ML API answered {response.status_code}")
+        if response.status_code in _SYSTEMIC_STATUS:
+            raise CategoriserMisconfigured(
+                f"ML API at {_safe_url(response.request.url)} answered "
+                f"{response.status_code} {response.reason_phrase}: check ML_API_URL and its access"
+            )
         if response.status_code >= 400:
             raise CategoriserRejected(response.status_code, response.text[:2000])
         return response
@@ -123,3 +134,8 @@ def _check_answer(
             )
         result.append(Categorisation(transaction.id, category, version))
     return result
+
+
+def _safe_url(url: httpx.URL) -> str:
+    """The URL without credentials or query (never print a secret)."""
+    return str(url.copy_with(username=None, password=None, query=None))

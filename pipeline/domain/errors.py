@@ -1,4 +1,10 @@
-"""One root exception with two families: transient (retry) and permanent (dead-letter)."""
+"""One root exception and its families, classified by what an error means.
+
+- transient: a dependency is unavailable for now (retry, pause the stream, never dead-letter);
+- systemic: the whole batch fails the same way, a misconfiguration (stop the batch run with one
+  clear line, pause the stream until fixed, never dead-letter);
+- permanent: this record is wrong (dead-letter it, the rest of its chunk goes on).
+"""
 
 from __future__ import annotations
 
@@ -11,6 +17,10 @@ class PipelineError(Exception):
 
 class TransientError(PipelineError):
     """A dependency is unavailable for now: retry, pause, never dead-letter."""
+
+
+class SystemicError(PipelineError):
+    """Every record fails the same way (wrong endpoint, auth, permissions): stop or pause."""
 
 
 class PermanentError(PipelineError):
@@ -27,6 +37,18 @@ class StoreUnavailable(TransientError):
 
 class BrokerUnavailable(TransientError):
     """The Kafka broker could not be reached."""
+
+
+class CategoriserMisconfigured(SystemicError):
+    """The ML API answers, but not as the model: wrong path, auth, or it refuses everything."""
+
+
+class StoreMisconfigured(SystemicError):
+    """The database refuses every write: permission denied, read-only after a failover."""
+
+
+class BrokerMisconfigured(SystemicError):
+    """A topic is missing, access to it is denied, or it refuses the messages' size."""
 
 
 class InvalidRecord(PermanentError):
@@ -49,6 +71,10 @@ class CategoriserRejected(PermanentError):
 
 class CategoriserContractError(PermanentError):
     """The ML API answered, but not with one known category per id sent."""
+
+
+class StoreRejected(PermanentError):
+    """The database refused the rows for their content (a value it cannot hold)."""
 
 
 class ConfigurationError(PipelineError):

@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
+from hashlib import sha256
 from typing import Any, NamedTuple
 from uuid import UUID
 
@@ -49,6 +50,7 @@ class Stage(enum.StrEnum):
     VALIDATE = "validate"
     CATEGORISE = "categorise"
     STORE = "store"
+    PROCESS = "process"  # an error no rule classifies, isolated to one record
 
 
 class Reason(enum.StrEnum):
@@ -65,9 +67,13 @@ class Reason(enum.StrEnum):
     AMOUNT_OUT_OF_BOUNDS = "amount_out_of_bounds"
     INVALID_TIMESTAMP = "invalid_timestamp"
     INVALID_SIDE = "invalid_side"
+    INVALID_TEXT = "invalid_text"
     DUPLICATE_ID = "duplicate_id"
+    CONFLICTING_DUPLICATE = "conflicting_duplicate"
     REJECTED_BY_MODEL = "rejected_by_model"
     BAD_MODEL_ANSWER = "bad_model_answer"
+    REJECTED_BY_STORE = "rejected_by_store"
+    UNEXPECTED_ERROR = "unexpected_error"
 
 
 class RecordWarning(enum.StrEnum):
@@ -169,6 +175,8 @@ class Rejection:
     key: str | None = None
     replays: int = 0
     rejected_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    payload_bytes: int | None = None  # the original size when `payload` was truncated
+    payload_sha256: str | None = None  # the original's digest when `payload` was truncated
 
 
 @dataclass(slots=True)
@@ -252,6 +260,26 @@ def source_id_of(record: RawRecord) -> str:
     if isinstance(value, bool) or not isinstance(value, str | int):
         return ""
     return str(value).strip()
+
+
+def content_fingerprint(transaction: Transaction) -> str:
+    """A digest of what a transaction says, to tell a replay (same) from a conflict (other).
+
+    Equal values give equal digests whatever their spelling: -10.5 and -10,50, or the same
+    instant written in two offsets.
+    """
+    amount = transaction.amount.normalize()
+    parts = (
+        transaction.source_id,
+        transaction.description,
+        "0" if amount.is_zero() else format(amount, "f"),
+        transaction.timestamp.astimezone(UTC).isoformat(),
+        transaction.merchant or "",
+        transaction.operation_type,
+        transaction.side.value,
+    )
+    text = "\x1f".join(parts)  # unit separator: no valid field holds it
+    return sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 @dataclass(frozen=True, slots=True)

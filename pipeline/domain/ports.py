@@ -61,8 +61,9 @@ class Categoriser(Protocol):
 class TransactionStore(Protocol):
     """Durable storage of transactions and their categories."""
 
-    def categorised_ids(self, ids: Sequence[UUID]) -> set[UUID]:
-        """Return the subset of `ids` that already has a stored categorisation."""
+    def stored_fingerprints(self, ids: Sequence[UUID]) -> dict[UUID, str | None]:
+        """For each of `ids` already stored and categorised, its content fingerprint
+        (None when it was stored before fingerprints were recorded)."""
         ...
 
     def save(self, pairs: Sequence[tuple[Transaction, Categorisation]]) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, tzinfo
+from datetime import UTC, datetime, tzinfo
 from decimal import Decimal, InvalidOperation
 from typing import NamedTuple
 from zoneinfo import ZoneInfo
@@ -19,7 +19,12 @@ _TEXT_FIELDS = ("id", "description", "timestamp", "merchant", "operation_type", 
 KNOWN_OPERATION_TYPES = frozenset({"payment", "direct_debit", "transfer", "refund"})
 _SIDES = {side.value: side for side in Side}
 _DEBIT, _CREDIT = Side.DEBIT, Side.CREDIT  # enum attribute lookups are slow on the hot path
-_AMOUNT = re.compile(r"[+-]?\d+(?:[.,]\d{1,2})?")
+_AMOUNT = re.compile(r"[+-]?\d+(?:[.,]\d{1,2})?", re.ASCII)
+# What PostgreSQL text cannot hold (NUL, lone surrogates) and control bytes no description
+# carries; tab, newline and carriage return stay (quoted CSV fields may span lines).
+_UNSTORABLE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ud800-\udfff]")
+EARLIEST = datetime(1900, 1, 1, tzinfo=UTC)
+LATEST = datetime(2200, 1, 1, tzinfo=UTC)
 
 
 @dataclass(frozen=True)
@@ -55,6 +60,7 @@ class Validator:
                 record.parse_reason, record.parse_error or "record could not be parsed"
             )
         text = self._texts(record.fields)
+        _check_storable(text)
         amount = self._amount(record.fields.get("amount"))
         side = self._side(text["side"])
         transaction = Transaction(
@@ -128,6 +134,11 @@ class Validator:
             ) from exc
         if moment.tzinfo is None:
             moment = moment.replace(tzinfo=self._zone)
+        if not EARLIEST <= moment < LATEST:  # out of range for every store and clock
+            raise InvalidRecord(
+                Reason.INVALID_TIMESTAMP,
+                f"timestamp {text[:40]!r} outside [{EARLIEST.year}, {LATEST.year})",
+            )
         return moment
 
     @staticmethod
@@ -136,3 +147,17 @@ class Validator:
         if side is None:
             raise InvalidRecord(Reason.INVALID_SIDE, f"side {text[:40]!r} is not debit or credit")
         return side
+
+
+def _check_storable(texts: Mapping[str, str]) -> None:
+    """Reject text a database cannot hold, before any ML call (one scan of every field)."""
+    joined = "".join(texts.values())
+    if joined.isascii() and joined.isprintable():
+        return
+    for name, text in texts.items():
+        found = _UNSTORABLE.search(text)
+        if found is not None:
+            raise InvalidRecord(
+                Reason.INVALID_TEXT,
+                f"{name} holds the character U+{ord(found.group()):04X} at {found.start()}",
+            )

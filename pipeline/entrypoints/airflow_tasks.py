@@ -13,10 +13,12 @@ from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote, urlsplit
 from uuid import UUID
 
 from pipeline import bootstrap
 from pipeline.config import BatchSettings, DatabaseSettings, MlApiSettings, ValidationSettings
+from pipeline.domain.errors import ConfigurationError
 from pipeline.domain.model import Outcome, RunKind
 from pipeline.service_layer.files import categorise_window, plan_windows
 from pipeline.service_layer.runs import add_up, reject_share
@@ -24,22 +26,52 @@ from pipeline.service_layer.runs import add_up, reject_share
 logger = logging.getLogger(__name__)
 
 
-def open_run(path: str, params: dict[str, Any]) -> dict[str, Any]:
-    """Check the file cheaply (exists, readable, header, size) and record a run as running.
+def open_run(path: str, params: dict[str, Any], project_root: str) -> dict[str, Any]:
+    """Check the file cheaply (inside the data root, exists, readable, header, size) and record
+    a run as running.
 
-    Returns ``{"run_id": …, "file": …}``; the run id is what `close_run` finishes. Rows are
-    validated once, by the chunks: the data-quality summary comes from their outcomes.
+    Returns ``{"run_id": …, "file": …}`` with the file's resolved path; the run id is what
+    `close_run` finishes. Rows are validated once, by the chunks: the data-quality summary
+    comes from their outcomes.
     """
-    facts = bootstrap.open_file(Path(path)).facts()
-    with bootstrap.run_recorder(DatabaseSettings()) as runs:
-        run_id = runs.open(RunKind.AIRFLOW, path, params)
+    database = DatabaseSettings()
+    bootstrap.database_url(database)  # refuse without DATABASE_URL before anything else
+    confined = confine(path, Path(project_root), BatchSettings().data_root)
+    facts = bootstrap.open_file(confined).facts()
+    with bootstrap.run_recorder(database) as runs:
+        run_id = runs.open(RunKind.AIRFLOW, facts.path, params)
     return {"run_id": str(run_id), "file": asdict(facts)}
 
 
-def plan_chunks(path: str, chunk_size: int) -> list[dict[str, int]]:
+def confine(raw: str, project_root: Path, data_root: Path) -> Path:
+    """The file `raw` names, relative to the project, only if it lies inside the data root.
+
+    Symlinks are resolved first, so no path (absolute, `..`, a link) reaches outside it:
+    `/proc/self/environ` or a password file can never be read into a task log.
+    """
+    root = (project_root / data_root).resolve()
+    path = (project_root / raw).resolve()
+    if not path.is_relative_to(root):
+        raise ConfigurationError(f"path {raw[:200]!r} is outside the data folder {root}")
+    return path
+
+
+def secrets_to_mask() -> list[str]:
+    """What a task log must never show: the database URL and its password."""
+    url = DatabaseSettings().database_url
+    if url is None:
+        return []
+    text = url.get_secret_value()
+    password = urlsplit(text).password
+    if not password:
+        return [text]
+    return list(dict.fromkeys([text, password, unquote(password)]))  # as written and decoded
+
+
+def plan_chunks(path: str, chunk_size: int) -> list[dict[str, Any]]:
     """Line windows of at most `chunk_size` rows each, covering every row once."""
     windows = plan_windows(bootstrap.open_file(Path(path)), chunk_size)
-    return [{"first_line": first, "last_line": last} for first, last in windows]
+    return [{"path": path, "first_line": first, "last_line": last} for first, last in windows]
 
 
 def run_chunk(path: str, first_line: int, last_line: int) -> dict[str, Any]:

@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field, replace
+from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from functools import partial
-from itertools import islice
-from typing import TypeVar
 from uuid import UUID
 
-from pipeline.domain.errors import CategoriserRejected, InvalidRecord, PermanentError
+from pipeline.domain.errors import (
+    CategoriserMisconfigured,
+    CategoriserRejected,
+    InvalidRecord,
+    PermanentError,
+    StoreMisconfigured,
+    StoreRejected,
+)
 from pipeline.domain.ids import transaction_uuid
 from pipeline.domain.model import (
     Categorisation,
@@ -21,14 +26,16 @@ from pipeline.domain.model import (
     Rejection,
     Stage,
     Transaction,
+    content_fingerprint,
     source_id_of,
 )
 from pipeline.domain.ports import Categoriser, DeadLetterSink, TransactionStore
 from pipeline.domain.validation import Validated, Validator
+from pipeline.service_layer.chunks import batched
+from pipeline.service_layer.rejections import DEFAULT_MAX_PAYLOAD_BYTES, reject
 
 logger = logging.getLogger(__name__)
 
-T = TypeVar("T")
 Pairs = list[tuple[Transaction, Categorisation]]
 
 
@@ -38,9 +45,11 @@ class UseCaseOptions:
 
     ml_batch_size: int = 1000
     ml_concurrency: int = 2
-    # A file must not repeat an id (the later row is rejected); a stream may replay an event,
-    # which is then an idempotent upsert, so within one micro-batch the last occurrence wins.
+    # A file must not repeat an id (the later row is `duplicate_id`). A stream has no file: an
+    # event whose id was met already (stored, or earlier in its micro-batch) is a replay when
+    # its content is the same (a no-op) and `conflicting_duplicate` when it differs.
     reject_duplicate_ids: bool = True
+    max_dead_letter_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES
 
 
 class RepeatedIds:
@@ -65,10 +74,8 @@ class RepeatedIds:
             raise
         key = checked.transaction.id.int
         if key in self.seen:
-            raise InvalidRecord(
-                Reason.DUPLICATE_ID,
-                f"id {checked.transaction.source_id!r} appeared on an earlier row",
-            )
+            source_id = checked.transaction.source_id
+            raise InvalidRecord(Reason.DUPLICATE_ID, f"id {source_id!r} appeared on an earlier row")
         self.seen.add(key)
         return checked
 
@@ -84,10 +91,13 @@ class PreparedChunk:
 
 
 class CategoriseRecords:
-    """Validate → skip already stored → categorise in sub-batches → upsert → dead-letter rejects.
+    """Validate → skip what is stored → categorise in sub-batches → upsert → dead-letter rejects.
 
-    One instance spans one run: with `reject_duplicate_ids` it remembers the ids already seen
-    so that a repeated id is rejected across chunks of the same file.
+    Every record comes out stored, already stored, or dead-lettered with its reason and stage.
+    A fault that follows one record (its content, the model's refusal of it, a value the
+    database cannot hold) is isolated by bisection; one that hits every record alike is
+    systemic and raised, and nothing of the chunk is dead-lettered for it. One instance spans
+    one run: with `reject_duplicate_ids` it remembers the ids met across the chunks of a file.
     """
 
     def __init__(
@@ -114,7 +124,7 @@ class CategoriseRecords:
         return self.complete(self.prepare(records))
 
     def prepare(self, records: Iterable[RawRecord]) -> PreparedChunk:
-        """Validate a chunk and drop what is already stored (in source order: duplicates)."""
+        """Validate a chunk and set aside what is already stored or repeated."""
         chunk = PreparedChunk()
         for record in records:
             chunk.outcome.read += 1
@@ -122,34 +132,63 @@ class CategoriseRecords:
                 checked = self._check(record)
             except InvalidRecord as exc:
                 stage = Stage.PARSE if record.fields is None else Stage.VALIDATE
-                chunk.rejections.append(_reject(record, exc.reason, exc.detail, stage))
+                chunk.rejections.append(self._reject(record, exc.reason, exc.detail, stage))
                 continue
             self._observe(checked, chunk.outcome)
-            chunk.valid[checked.transaction.id] = (checked.transaction, record)
-        chunk.outcome.valid = len(chunk.valid)
-        stored = self.store.categorised_ids(list(chunk.valid)) if chunk.valid else set()
-        chunk.todo = [t for t, _ in chunk.valid.values() if t.id not in stored]
-        chunk.outcome.already_stored = len(chunk.valid) - len(chunk.todo)
+            transaction = checked.transaction
+            earlier = chunk.valid.get(transaction.id)
+            if earlier is None:
+                chunk.valid[transaction.id] = (transaction, record)
+            else:  # stream mode only: the file rule rejected it in _check
+                self._reseen(chunk, transaction, record, content_fingerprint(earlier[0]))
+        stored = self.store.stored_fingerprints(list(chunk.valid)) if chunk.valid else {}
+        for transaction_id, fingerprint in stored.items():
+            transaction, record = chunk.valid.pop(transaction_id)
+            self._reseen(chunk, transaction, record, fingerprint)
+        chunk.todo = [transaction for transaction, _ in chunk.valid.values()]
+        chunk.outcome.valid = len(chunk.todo) + chunk.outcome.already_stored
         return chunk
 
     def complete(self, chunk: PreparedChunk) -> Outcome:
         """Categorise, store and dead-letter a prepared chunk; safe to run off the main thread."""
         pairs, refused = self._categorise_all(chunk.todo, chunk.valid)
-        rejections = chunk.rejections + refused
-        if pairs:
-            self.store.save(pairs)
+        saved, refused_by_store = self._save_isolating(pairs, chunk.valid)
+        rejections = chunk.rejections + refused + refused_by_store
         if rejections:
             self.dead_letters.send(rejections)
         outcome = chunk.outcome
-        outcome.categorised = len(pairs)
-        outcome.categories.update(c.category for _, c in pairs)
+        outcome.categorised = len(saved)
+        outcome.categories.update(c.category for _, c in saved)
         outcome.rejected.update(r.reason for r in rejections)
+        return outcome
+
+    def dead_letter_unexpected(self, record: RawRecord, error: BaseException) -> Outcome:
+        """Dead-letter a record that keeps failing alone with an error no rule classifies."""
+        detail = f"{type(error).__name__}: {error}"
+        rejection = self._reject(
+            record, Reason.UNEXPECTED_ERROR, detail, Stage.PROCESS, type(error).__name__
+        )
+        self.dead_letters.send([rejection])
+        outcome = Outcome(read=1)
+        outcome.rejected[Reason.UNEXPECTED_ERROR] = 1
         return outcome
 
     def _check(self, record: RawRecord) -> Validated:
         if not self.options.reject_duplicate_ids:
             return self.validator.validate(record)
         return self.repeated_ids.validate(self.validator, record)
+
+    def _reseen(
+        self, chunk: PreparedChunk, transaction: Transaction, record: RawRecord, known: str | None
+    ) -> None:
+        """An id met before: the same content is a no-op, other content a conflict."""
+        if known is None or known == content_fingerprint(transaction):
+            chunk.outcome.already_stored += 1
+            return
+        detail = f"id {transaction.source_id!r} is already stored with other content"
+        chunk.rejections.append(
+            self._reject(record, Reason.CONFLICTING_DUPLICATE, detail, Stage.VALIDATE)
+        )
 
     @staticmethod
     def _observe(checked: Validated, outcome: Outcome) -> None:
@@ -169,6 +208,11 @@ class CategoriseRecords:
             results = [work(batch) for batch in batches]
         pairs = [pair for done, _ in results for pair in done]
         refused = [rejection for _, failed in results for rejection in failed]
+        if refused and not pairs and len(refused) > 1:
+            raise CategoriserMisconfigured(
+                f"the ML API refused every one of {len(refused)} records alike "
+                f"({refused[0].detail[:300]}): not dead-lettered, check the ML API"
+            )
         return pairs, refused
 
     def _categorise_bisecting(
@@ -179,14 +223,14 @@ class CategoriseRecords:
             categorisations = self.categoriser.categorise(batch)
         except PermanentError as exc:
             if len(batch) == 1:
-                record = valid[batch[0].id][1]
                 reason = (
                     Reason.REJECTED_BY_MODEL
                     if isinstance(exc, CategoriserRejected)
                     else Reason.BAD_MODEL_ANSWER
                 )
-                rejection = _reject(record, reason, str(exc), Stage.CATEGORISE, type(exc).__name__)
-                return [], [replace(rejection, transaction_id=batch[0].id)]
+                record = valid[batch[0].id][1]
+                stage, error = Stage.CATEGORISE, type(exc).__name__
+                return [], [self._reject(record, reason, str(exc), stage, error)]
             logger.warning("ML API refused a batch of %d, bisecting: %s", len(batch), exc)
             middle = len(batch) // 2
             left = self._categorise_bisecting(batch[:middle], valid)
@@ -194,55 +238,39 @@ class CategoriseRecords:
             return left[0] + right[0], left[1] + right[1]
         return list(zip(batch, categorisations, strict=True)), []
 
+    def _save_isolating(
+        self, pairs: Pairs, valid: dict[UUID, tuple[Transaction, RawRecord]]
+    ) -> tuple[Pairs, list[Rejection]]:
+        """Store the pairs; rows the database refuses for their content are isolated."""
+        saved, refused = self._save_bisecting(pairs, valid)
+        if refused and not saved and len(refused) > 1:
+            raise StoreMisconfigured(
+                f"the database refused every one of {len(refused)} rows alike "
+                f"({refused[0].detail[:300]}): not dead-lettered, check the database"
+            )
+        return saved, refused
 
-def run_chunked(
-    records: Iterable[RawRecord],
-    use_case: CategoriseRecords,
-    chunk_size: int,
-    on_chunk: Callable[[Outcome], None] | None = None,
-) -> Outcome:
-    """Feed a record stream to the use case chunk by chunk and add up the outcomes.
+    def _save_bisecting(
+        self, pairs: Pairs, valid: dict[UUID, tuple[Transaction, RawRecord]]
+    ) -> tuple[Pairs, list[Rejection]]:
+        if not pairs:
+            return [], []
+        try:
+            self.store.save(pairs)
+        except StoreRejected as exc:
+            if len(pairs) == 1:
+                record = valid[pairs[0][0].id][1]
+                reason, error = Reason.REJECTED_BY_STORE, type(exc).__name__
+                return [], [self._reject(record, reason, str(exc), Stage.STORE, error)]
+            logger.warning("database refused %d rows, bisecting: %s", len(pairs), exc)
+            middle = len(pairs) // 2
+            left = self._save_bisecting(pairs[:middle], valid)
+            right = self._save_bisecting(pairs[middle:], valid)
+            return left[0] + right[0], left[1] + right[1]
+        return pairs, []
 
-    Validation of chunk N+1 (this thread) overlaps with categorising and storing chunk N
-    (one worker thread), so the ML API, PostgreSQL and this process work at the same time.
-    Chunks complete in order; on an error the chunks in flight finish or fail, none is skipped.
-    """
-    total = Outcome()
-    with ThreadPoolExecutor(1, "complete") as worker:
-        in_flight: Future[Outcome] | None = None
-        for chunk in batched(records, chunk_size):
-            prepared = use_case.prepare(chunk)
-            if in_flight is not None:
-                _done(in_flight.result(), total, on_chunk)
-            in_flight = worker.submit(use_case.complete, prepared)
-        if in_flight is not None:
-            _done(in_flight.result(), total, on_chunk)
-    return total
-
-
-def _done(outcome: Outcome, total: Outcome, on_chunk: Callable[[Outcome], None] | None) -> None:
-    total.add(outcome)
-    if on_chunk:
-        on_chunk(outcome)
-
-
-def batched(items: Iterable[T], size: int) -> Iterator[list[T]]:
-    iterator = iter(items)
-    while batch := list(islice(iterator, size)):
-        yield batch
-
-
-def _reject(
-    record: RawRecord, reason: Reason, detail: str, stage: Stage, error: str = "InvalidRecord"
-) -> Rejection:
-    return Rejection(
-        position=record.position,
-        payload=record.raw,
-        reason=reason,
-        detail=detail,
-        stage=stage,
-        error=error,
-        attempts=record.replays + 1,
-        key=record.key,
-        replays=record.replays,
-    )
+    def _reject(
+        self, record: RawRecord, reason: Reason, detail: str, stage: Stage, error: str = ""
+    ) -> Rejection:
+        cap = self.options.max_dead_letter_payload_bytes
+        return reject(record, reason, detail, stage, error or "InvalidRecord", cap)

@@ -6,7 +6,8 @@ from collections.abc import Callable
 
 from pipeline.domain.model import Outcome
 from pipeline.domain.ports import TransactionFile
-from pipeline.service_layer.categorise import CategoriseRecords, run_chunked
+from pipeline.service_layer.categorise import CategoriseRecords
+from pipeline.service_layer.chunks import run_chunked
 
 Window = tuple[int, int]
 

@@ -1,9 +1,12 @@
 """The streaming use case: micro-batches from a record stream through the shared use case.
 
 Delivery: at least once into an idempotent store, so effectively once. A batch's offsets are
-committed only after its rows and dead letters are durable. Transient failures pause the stream
-and retry the same batch with back-off until the dependency is back; nothing is dead-lettered
-for them, nothing is committed meanwhile.
+committed only after its rows and dead letters are durable. Transient failures (a dependency
+down) and systemic ones (a misconfiguration: every record fails alike) pause the stream and
+retry the same batch with back-off until fixed; nothing is dead-lettered for them, nothing is
+committed meanwhile. An error no rule classifies is retried a few times with the whole batch,
+then the batch is bisected: a record that keeps failing alone is dead-lettered as
+`unexpected_error`, so a partition always moves on and nothing unforeseen kills the consumer.
 """
 
 from __future__ import annotations
@@ -18,14 +21,17 @@ from typing import Protocol
 from tenacity import (
     RetryCallState,
     Retrying,
-    retry_if_exception_type,
     stop_when_event_set,
     wait_exponential_jitter,
 )
 
-from pipeline.domain.errors import TransientError
+from pipeline.domain.errors import PipelineError, SystemicError, TransientError
 from pipeline.domain.model import Outcome, RawRecord
 from pipeline.domain.ports import RecordStream
+
+Process = Callable[[Sequence[RawRecord]], Outcome]
+Quarantine = Callable[[RawRecord, BaseException], Outcome]
+PAUSING = (TransientError, SystemicError)
 
 logger = logging.getLogger(__name__)
 
@@ -68,6 +74,7 @@ class StreamOptions:
     max_wait_s: float = 0.05
     backoff_initial_s: float = 0.5
     backoff_max_s: float = 10.0
+    unexpected_attempts: int = 3  # whole-batch tries of an unclassified error before bisecting
 
 
 class StreamProcessor:
@@ -76,12 +83,14 @@ class StreamProcessor:
     def __init__(
         self,
         stream: RecordStream,
-        process: Callable[[Sequence[RawRecord]], Outcome],
+        process: Process,
         options: StreamOptions | None = None,
         observer: StreamObserver | None = None,
+        quarantine: Quarantine | None = None,
     ) -> None:
         self.stream = stream
         self.process = process
+        self.quarantine = quarantine
         self.options = options or StreamOptions()
         self.observer = observer or NullObserver()
         self.stop = threading.Event()
@@ -102,7 +111,7 @@ class StreamProcessor:
             if batch:
                 try:
                     self._handle(batch)
-                except TransientError:
+                except PAUSING:
                     logger.warning("stopping during an outage: batch left uncommitted for replay")
                     break
             if time.monotonic() - reported >= 1.0:
@@ -112,8 +121,9 @@ class StreamProcessor:
 
     def _handle(self, batch: list[RawRecord]) -> None:
         started = time.monotonic()
+        self._unexpected = 0
         retrying = Retrying(
-            retry=retry_if_exception_type(TransientError),
+            retry=self._should_retry,
             wait=wait_exponential_jitter(
                 multiplier=self.options.backoff_initial_s,
                 max=self.options.backoff_max_s,
@@ -141,9 +151,47 @@ class StreamProcessor:
         owned = [record for record in batch if self.stream.owns(record)]
         if not owned:
             return None
-        outcome = self.process(owned)
+        try:
+            outcome = self.process(owned)
+        except PipelineError:
+            raise
+        except Exception as exc:
+            self._unexpected += 1
+            logger.exception("unexpected %s (attempt %d)", type(exc).__name__, self._unexpected)
+            if self._unexpected < self.options.unexpected_attempts or self.quarantine is None:
+                raise
+            outcome = self._isolate(owned)
         self.stream.commit(owned)
         return owned, outcome
+
+    def _should_retry(self, state: RetryCallState) -> bool:
+        error = state.outcome.exception() if state.outcome else None
+        return isinstance(error, PAUSING) or (
+            error is not None
+            and not isinstance(error, PipelineError)
+            and self._unexpected < self.options.unexpected_attempts
+        )
+
+    def _isolate(self, records: Sequence[RawRecord]) -> Outcome:
+        """Bisect a batch that keeps failing unexpectedly; dead-letter each record that fails
+        alone (classified errors, transient ones included, propagate as usual)."""
+        assert self.quarantine is not None
+        try:
+            return self.process(records)
+        except PipelineError:
+            raise
+        except Exception as exc:
+            if len(records) == 1:
+                logger.error(
+                    "dead-lettering %s: unexpected %s alone",
+                    records[0].position,
+                    type(exc).__name__,
+                )
+                return self.quarantine(records[0], exc)
+        middle = len(records) // 2
+        total = self._isolate(records[:middle])
+        total.add(self._isolate(records[middle:]))
+        return total
 
     def _before_sleep(self, state: RetryCallState) -> None:
         error = state.outcome.exception() if state.outcome else None

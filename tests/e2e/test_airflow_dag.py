@@ -14,7 +14,9 @@ from pipeline.adapters.postgres import embedded as embedded_pg
 from pipeline.adapters.postgres.embedded import EmbeddedPostgres
 from pipeline.domain.ids import TRANSACTION_NAMESPACE
 from tests.fakes import rule
+from tests.hostile import corpus
 from tests.support.airflow import AirflowWorker
+from tests.support.final_state import final_state
 from tests.support.helpers import HEADER, pipeline_env, stored
 from tests.support.services import MlApiProcess
 
@@ -107,7 +109,8 @@ def test_dirty_file_above_max_reject_share_fails_the_run_but_keeps_valid_rows_an
     path = tmp_path / "dirty.csv"
     good, bad = dirty_file(path)
     conf = {"path": str(path), "chunk_size": 100, "max_reject_share": 0.1}
-    run = airflow.test_dag(DAG_ID, conf, pipeline_env(postgres_url, ml_api))
+    env = pipeline_env(postgres_url, ml_api, BATCH_DATA_ROOT=str(tmp_path))
+    run = airflow.test_dag(DAG_ID, conf, env)
     assert run.state == "failed"
     assert run.states("categorise_chunk") == ["success"] * 3
     assert run.states("close_run") == ["failed"]
@@ -123,3 +126,29 @@ def test_dirty_file_above_max_reject_share_fails_the_run_but_keeps_valid_rows_an
     assert len(rows) + len(letters) == 250
     assert status == "failed"
     assert "20.4% of rows rejected" in error
+
+
+def test_the_hostile_files_end_in_the_same_state_through_the_dag(
+    airflow: AirflowWorker,
+    tmp_path: Path,
+    postgres_url: str,
+    postgres_engine: sa.Engine,
+    ml_api: MlApiProcess,
+) -> None:
+    day_one, day_two = corpus.write(tmp_path)
+    env = pipeline_env(postgres_url, ml_api, BATCH_DATA_ROOT=str(tmp_path))
+    for path in (day_one, day_two):
+        conf = {"path": str(path), "chunk_size": 100, "max_reject_share": 1.0}
+        assert airflow.test_dag(DAG_ID, conf, env).state == "success"
+    state = final_state(postgres_engine)
+    assert state.stored_ids == corpus.expected_stored()
+    assert state.dead_letters == corpus.expected_dead_letters()
+
+
+def test_a_path_outside_the_data_folder_fails_the_run_before_reading_it(
+    airflow: AirflowWorker, tmp_path: Path, postgres_url: str, ml_api: MlApiProcess
+) -> None:
+    env = pipeline_env(postgres_url, ml_api, BATCH_DATA_ROOT=str(tmp_path))
+    run = airflow.test_dag(DAG_ID, {"path": "/proc/self/environ"}, env)
+    assert run.state == "failed"
+    assert run.states("open_run") == ["failed"]

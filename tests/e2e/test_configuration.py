@@ -50,7 +50,7 @@ def test_airflow_tasks_refuse_to_start_without_database_url(
     data = tmp_path / "t.csv"
     data.write_text("id;description;amount;timestamp;merchant;operation_type;side\n")
     with pytest.raises(ConfigurationError, match="DATABASE_URL"):
-        airflow_tasks.open_run(str(data), {})
+        airflow_tasks.open_run(str(data), {}, str(tmp_path))
     with pytest.raises(ConfigurationError, match="DATABASE_URL"):
         airflow_tasks.run_chunk(str(data), 2, 2)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["t.csv"]

@@ -21,7 +21,12 @@ from pipeline.adapters.postgres import embedded as embedded_pg
 from pipeline.adapters.postgres import schema as postgres_schema
 from pipeline.adapters.postgres.bulk import BulkMethod
 from pipeline.adapters.postgres.store import PostgresStore, make_engine, translate_errors
-from pipeline.domain.errors import ConfigurationError, StoreUnavailable
+from pipeline.domain.errors import (
+    ConfigurationError,
+    StoreMisconfigured,
+    StoreRejected,
+    StoreUnavailable,
+)
 from pipeline.domain.ids import transaction_uuid
 from pipeline.domain.model import (
     Categorisation,
@@ -385,17 +390,56 @@ def test_store_unavailable_while_the_server_is_down_then_recovers(postgres_datad
         server.stop()
 
 
-def test_integrity_errors_are_not_reported_as_unavailable(postgres_engine: sa.Engine) -> None:
+def test_integrity_errors_are_the_rows_not_an_outage(postgres_engine: sa.Engine) -> None:
     insert = sa.text(
         "INSERT INTO transactions (id, source_id, description, amount, occurred_at, "
         "operation_type, side) VALUES (:id, 's', 'd', 1, now(), 'payment', 'sideways')"
     )
     with (
-        pytest.raises(sa.exc.IntegrityError),
+        pytest.raises(StoreRejected, match="transactions_side_check"),
         translate_errors("test"),
         postgres_engine.begin() as conn,
     ):
         conn.execute(insert, {"id": transaction_uuid("s")})
+
+
+def test_a_row_with_text_postgresql_cannot_hold_is_refused_alone(store: PostgresStore) -> None:
+    """Defence in depth: validation rejects NUL first, but a save must still isolate it."""
+    bad = pair(2)
+    bad = (bad[0]._replace(description="nul \x00 inside"), bad[1])
+    with pytest.raises(StoreRejected):
+        store.save([pair(1), bad, pair(3)])
+    store.save([pair(1), pair(3)])
+    assert store.categorised_ids([pair(1)[0].id, bad[0].id]) == {pair(1)[0].id}
+
+
+def test_a_read_only_database_is_systemic(postgres_url: str, postgres_engine: sa.Engine) -> None:
+    name = sa.make_url(postgres_url).database
+    with postgres_engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        conn.execute(sa.text(f'ALTER DATABASE "{name}" SET default_transaction_read_only = on'))
+    read_only = make_engine(postgres_url)
+    try:
+        with pytest.raises(StoreMisconfigured, match="read-only"):
+            PostgresStore(read_only).save([pair(1)])
+    finally:
+        read_only.dispose()
+
+
+def test_missing_privileges_are_systemic(postgres_url: str, postgres_engine: sa.Engine) -> None:
+    with postgres_engine.begin() as conn:
+        conn.execute(sa.text("DROP ROLE IF EXISTS txcat_nobody"))
+        conn.execute(sa.text("CREATE ROLE txcat_nobody LOGIN"))
+    nobody = make_engine(
+        sa.make_url(postgres_url).set(username="txcat_nobody").render_as_string(False)
+    )
+    try:
+        with pytest.raises(StoreMisconfigured, match="permission denied"):
+            PostgresStore(nobody).save([pair(1)])
+    finally:
+        nobody.dispose()
+        with postgres_engine.begin() as conn:
+            conn.execute(sa.text("DROP OWNED BY txcat_nobody"))
+            conn.execute(sa.text("DROP ROLE txcat_nobody"))
 
 
 def test_make_engine_accepts_a_libpq_url() -> None:

@@ -8,6 +8,7 @@ import pytest
 from pipeline.adapters.ml_http import HttpCategoriser, RetryPolicy
 from pipeline.domain.errors import (
     CategoriserContractError,
+    CategoriserMisconfigured,
     CategoriserRejected,
     CategoriserUnavailable,
 )
@@ -105,7 +106,7 @@ def test_transient_failure_beyond_the_attempts_raises_unavailable() -> None:
     assert len(calls) == FAST.attempts
 
 
-@pytest.mark.parametrize("status", [400, 404, 413, 422])
+@pytest.mark.parametrize("status", [400, 413, 422])
 def test_client_errors_are_permanent_and_not_retried(status: int) -> None:
     handler, calls = flaky([httpx.Response(status, json={"detail": "bad item"})] * 3)
     with pytest.raises(CategoriserRejected) as caught:
@@ -126,3 +127,18 @@ def test_client_errors_are_permanent_and_not_retried(status: int) -> None:
 def test_an_answer_that_breaks_the_contract_fails_the_call(body) -> None:
     with pytest.raises(CategoriserContractError):
         categoriser(lambda r: httpx.Response(200, json=body)).categorise(transactions(1))
+
+
+@pytest.mark.parametrize("status", [401, 403, 404, 405, 407])
+def test_answers_about_the_endpoint_are_systemic_not_retried_and_name_no_secret(
+    status: int,
+) -> None:
+    handler, calls = flaky([httpx.Response(status, text="<html>nope</html>")] * 3)
+    client = httpx.Client(
+        base_url="http://user:s3cret@ml?token=abc", transport=httpx.MockTransport(handler)
+    )
+    with pytest.raises(CategoriserMisconfigured) as caught:
+        HttpCategoriser(client, FAST).categorise(transactions(1))
+    assert str(status) in str(caught.value)
+    assert "s3cret" not in str(caught.value) and "abc" not in str(caught.value)
+    assert len(calls) == 1

@@ -6,7 +6,8 @@ import pytest
 from pipeline.domain.errors import CategoriserUnavailable
 from pipeline.domain.ids import transaction_uuid
 from pipeline.domain.model import CATEGORIES, RawRecord, SourcePosition, Stage
-from pipeline.service_layer.categorise import CategoriseRecords, UseCaseOptions, run_chunked
+from pipeline.service_layer.categorise import CategoriseRecords, UseCaseOptions
+from pipeline.service_layer.chunks import run_chunked
 from tests.fakes import FakeCategoriser, InMemoryStore, rule, valid_fields
 
 
@@ -68,7 +69,7 @@ def test_stream_mode_treats_a_replayed_event_as_the_same_transaction() -> None:
     store = InMemoryStore()
     outcome = make(store, reject_duplicate_ids=False)(rows(3) + rows(3))
     assert outcome.rejected_total == 0
-    assert outcome.valid == 3
+    assert (outcome.read, outcome.categorised, outcome.already_stored) == (6, 3, 3)
     assert len(store.categorisations) == 3
 
 

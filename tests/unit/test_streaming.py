@@ -6,7 +6,7 @@ from collections.abc import Callable, Sequence
 
 import pytest
 
-from pipeline.domain.errors import BrokerUnavailable
+from pipeline.domain.errors import BrokerMisconfigured, BrokerUnavailable, StoreMisconfigured
 from pipeline.domain.model import Outcome, RawRecord, SourcePosition, Stage
 from pipeline.service_layer.categorise import CategoriseRecords, UseCaseOptions
 from pipeline.service_layer.stream import StreamOptions, StreamProcessor
@@ -246,7 +246,7 @@ def test_run_returns_the_sum_of_every_batch_outcome() -> None:
     assert stream.committed == {0: 3}
 
 
-def test_an_error_that_is_not_transient_is_not_retried_and_nothing_is_committed() -> None:
+def test_an_unexpected_error_is_retried_then_without_quarantine_nothing_is_committed() -> None:
     stream = FakeRecordStream(partitions({0: 2}))
     calls: list[int] = []
 
@@ -257,9 +257,60 @@ def test_an_error_that_is_not_transient_is_not_retried_and_nothing_is_committed(
     with pytest.raises(RuntimeError, match="bug in the use case"):
         processor(stream, process).run()
 
-    assert calls == [2]
+    assert calls == [2] * OPTIONS.unexpected_attempts
     assert stream.commits == []
-    assert stream.sleeps == []
+    assert len(stream.sleeps) == OPTIONS.unexpected_attempts - 1
+
+
+def test_a_record_that_keeps_failing_unexpectedly_alone_is_dead_lettered_and_the_rest_stored() -> (
+    None
+):
+    stream = FakeRecordStream(partitions({0: 5}))
+    store = InMemoryStore()
+    uc = use_case(store, FakeCategoriser())
+
+    def process(records: Sequence[RawRecord]) -> Outcome:
+        if any(r.position.offset == 3 for r in records):
+            raise KeyError("a bug this record triggers")
+        return uc(records)
+
+    proc = StreamProcessor(stream, process, OPTIONS, quarantine=uc.dead_letter_unexpected)
+    stream.on_drained = proc.stop.set
+    total = proc.run()
+
+    assert stored_sources(store) == {"p0-o0", "p0-o1", "p0-o2", "p0-o4"}
+    [letter] = store.dead_letters.values()
+    assert (letter.reason, letter.stage, letter.position.offset) == (
+        "unexpected_error",
+        Stage.PROCESS,
+        3,
+    )
+    assert "KeyError" in letter.detail
+    assert (total.read, total.categorised, total.rejected_total) == (5, 4, 1)
+    assert stream.committed == {0: 5}
+
+
+@pytest.mark.parametrize("error", [StoreMisconfigured("read-only"), BrokerMisconfigured("no DLQ")])
+def test_a_systemic_error_pauses_and_retries_like_an_outage_and_dead_letters_nothing(
+    error: Exception,
+) -> None:
+    stream = FakeRecordStream(partitions({0: 3}))
+    store = InMemoryStore()
+    uc = use_case(store, FakeCategoriser())
+    failures = [error, error]
+
+    def process(records: Sequence[RawRecord]) -> Outcome:
+        if failures:
+            raise failures.pop()
+        return uc(records)
+
+    processor(stream, process).run()
+
+    assert stream.pauses == 1 and stream.resumes == 1
+    assert len(stream.sleeps) == 2
+    assert store.dead_letters == {}
+    assert len(store.categorisations) == 3
+    assert stream.committed == {0: 3}
 
 
 def test_a_failed_commit_retries_the_batch_which_is_then_already_stored() -> None:

@@ -7,7 +7,7 @@ from typing import Any
 from confluent_kafka import KafkaError, KafkaException
 
 from pipeline.config import KafkaSettings
-from pipeline.domain.errors import BrokerUnavailable, PipelineError
+from pipeline.domain.errors import BrokerMisconfigured, BrokerUnavailable, PipelineError
 
 
 def client_config(settings: KafkaSettings, **extra: Any) -> dict[str, Any]:
@@ -28,9 +28,30 @@ def client_config(settings: KafkaSettings, **extra: Any) -> dict[str, Any]:
 def translate(exc: KafkaException, action: str) -> PipelineError:
     """A typed domain error for a Kafka failure: retriable ones are transient."""
     error = exc.args[0] if exc.args and isinstance(exc.args[0], KafkaError) else None
+    return classify(error, f"{action}: {exc}")
+
+
+def classify(error: KafkaError | None, message: str) -> PipelineError:
+    """Transient (retry), systemic (the topic or its limits are wrong: pause), or other."""
+    if error is not None and error.code() in SYSTEMIC_CODES:
+        return BrokerMisconfigured(message)
     if error is None or error.retriable() or error.code() in _TRANSIENT_CODES:
-        return BrokerUnavailable(f"{action}: {exc}")
-    return PipelineError(f"{action}: {exc}")
+        return BrokerUnavailable(message)
+    return PipelineError(message)
+
+
+# The same answer for every message: a deleted topic, no access, a size limit too small.
+SYSTEMIC_CODES = {
+    KafkaError.UNKNOWN_TOPIC_OR_PART,
+    KafkaError._UNKNOWN_TOPIC,
+    KafkaError._UNKNOWN_PARTITION,
+    KafkaError.TOPIC_AUTHORIZATION_FAILED,
+    KafkaError.CLUSTER_AUTHORIZATION_FAILED,
+    KafkaError.MSG_SIZE_TOO_LARGE,
+    KafkaError.INVALID_MSG_SIZE,
+    KafkaError.TOPIC_EXCEPTION,
+    KafkaError.UNKNOWN_TOPIC_ID,
+}
 
 
 _TRANSIENT_CODES = {

@@ -18,6 +18,9 @@ from pipeline.domain.model import RawRecord, Reason, SourcePosition
 logger = logging.getLogger(__name__)
 
 REDRIVE_HEADER = "x-redrive-count"
+UNREADABLE_ROW = "x-unreadable-row"  # see pipeline.adapters.event_files
+MAX_REPLAYS = 1_000_000  # far above any redrive limit; a larger header is clamped to it
+_MAX_KEY_CHARS = 1000
 
 
 class KafkaRecordStream:
@@ -156,7 +159,7 @@ def to_record(message: Message) -> RawRecord:
     record = partial(
         RawRecord,
         position,
-        key=key_bytes.decode("utf-8", "backslashreplace") if key_bytes is not None else None,
+        key=_key(key_bytes),
         replays=_replays(headers.get(REDRIVE_HEADER), position),
         event_time=stamp / 1000 if stamp_type else None,
     )
@@ -171,13 +174,39 @@ def to_record(message: Message) -> RawRecord:
         return record(
             raw, None, f"JSON {type(fields).__name__}, not an object", Reason.INVALID_SHAPE
         )
+    unreadable = fields.get(UNREADABLE_ROW) if len(fields) == 1 else None
+    if isinstance(unreadable, dict):  # a row the producer could not read, and why
+        return record(
+            str(unreadable.get("raw", raw)),
+            None,
+            str(unreadable.get("error") or "unreadable row")[:2000],
+            _parse_reason(unreadable.get("reason")),
+        )
     return record(raw, fields)
 
 
-def _replays(header: str | bytes | None, position: SourcePosition) -> int:
-    """The redrive count header; a malformed one must not jam the partition."""
+def _parse_reason(value: object) -> Reason:
     try:
-        return int(header or 0)
+        return Reason(str(value))
     except ValueError:
-        logger.warning("ignoring malformed %s header %r at %s", REDRIVE_HEADER, header, position)
+        return Reason.MALFORMED_ROW
+
+
+def _replays(header: str | bytes | None, position: SourcePosition) -> int:
+    """The redrive count header, parsed with bounds: ASCII digits only, clamped to MAX_REPLAYS.
+
+    Anyone can set a header: a malformed or huge one must not jam the partition.
+    """
+    text = header.decode("ascii", "replace") if isinstance(header, bytes) else header or "0"
+    text = text.strip()
+    if not (text.isascii() and text.isdigit()) or len(text) > 20:
+        logger.warning("ignoring malformed %s header %r at %s", REDRIVE_HEADER, text[:40], position)
         return 0
+    return min(int(text), MAX_REPLAYS)
+
+
+def _key(key: bytes | None) -> str | None:
+    """The message key as text (undecodable bytes escaped), bounded in length."""
+    if key is None:
+        return None
+    return key[: _MAX_KEY_CHARS * 4].decode("utf-8", "backslashreplace")[:_MAX_KEY_CHARS]

@@ -10,7 +10,7 @@ from typing import Any
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
-from pipeline.adapters.kafka.common import client_config, translate
+from pipeline.adapters.kafka.common import classify, client_config, translate
 from pipeline.adapters.kafka.consumer import REDRIVE_HEADER
 from pipeline.config import KafkaSettings
 from pipeline.domain.errors import BrokerUnavailable
@@ -31,7 +31,8 @@ _RELIABLE = {
 
 def make_producer(settings: KafkaSettings, **extra: Any) -> Producer:
     """An idempotent producer (no duplicates from its own retries, order kept per partition)."""
-    return Producer(client_config(settings, **{**_RELIABLE, **extra}))
+    limit = {"message.max.bytes": settings.max_message_bytes}
+    return Producer(client_config(settings, **{**_RELIABLE, **limit, **extra}))
 
 
 class KafkaDeadLetterQueue:
@@ -72,7 +73,7 @@ class KafkaDeadLetterQueue:
                 )
                 self.producer.produce(
                     self.topic,
-                    key=rejection.key.encode() if rejection.key else None,
+                    key=rejection.key.encode("utf-8", "surrogateescape") if rejection.key else None,
                     value=rejection.payload.encode("utf-8", "surrogateescape"),
                     headers=dlq_headers(rejection),
                     on_delivery=report,
@@ -84,9 +85,8 @@ class KafkaDeadLetterQueue:
             raise BrokerUnavailable(f"dead-letter queue full: {exc}") from exc
         left = self.producer.flush(self.flush_timeout_s)
         if left or failures:
-            raise BrokerUnavailable(
-                f"dead letters not acknowledged: {left} pending, {failures[:3]}"
-            )
+            message = f"dead letters not acknowledged: {left} pending, {failures[:3]}"
+            raise classify(failures[0] if failures else None, message)
 
 
 def dlq_headers(rejection: Rejection) -> Headers:
@@ -97,7 +97,7 @@ def dlq_headers(rejection: Rejection) -> Headers:
         "x-error-reason": rejection.reason,
         "x-error-message": rejection.detail[:1000],
         "x-error-stage": rejection.stage.value,
-        "x-source-topic": position.source,
+        "x-source-topic": position.source[:1000],
         "x-source-partition": "" if position.partition is None else str(position.partition),
         "x-source-offset": "" if position.offset is None else str(position.offset),
         "x-source-line": "" if position.line is None else str(position.line),
@@ -105,6 +105,9 @@ def dlq_headers(rejection: Rejection) -> Headers:
         REDRIVE_HEADER: str(rejection.replays),
         "x-failed-at": rejection.rejected_at.astimezone(UTC).isoformat(),
     }
+    if rejection.payload_bytes is not None:  # the value is the payload's first bytes only
+        values["x-payload-bytes"] = str(rejection.payload_bytes)
+        values["x-payload-sha256"] = rejection.payload_sha256 or ""
     return [(name, value.encode("utf-8", "backslashreplace")) for name, value in values.items()]
 
 
@@ -151,7 +154,10 @@ def create_topics(settings: KafkaSettings, partitions: int | None = None) -> dic
     """Create the main and DLQ topics if missing; returns what happened to each (idempotent)."""
     admin = AdminClient(client_config(settings))
     count = partitions or settings.partitions
-    wanted = [NewTopic(settings.topic, count, 1), NewTopic(settings.dlq_topic, count, 1)]
+    config = {"max.message.bytes": str(settings.max_message_bytes)}
+    wanted = [
+        NewTopic(name, count, 1, config=config) for name in (settings.topic, settings.dlq_topic)
+    ]
     result: dict[str, str] = {}
     for name, future in admin.create_topics(wanted, request_timeout=30).items():
         try:

@@ -15,12 +15,12 @@ from uuid import UUID
 
 import psycopg
 
-from pipeline.domain.model import Categorisation, Transaction
+from pipeline.domain.model import Categorisation, Transaction, content_fingerprint
 
 BulkMethod = Literal["copy", "executemany"]
 
 # In the order of _STAGING below.
-StagedRow = tuple[UUID, str, str, Decimal, datetime, str | None, str, str, str, str]
+StagedRow = tuple[UUID, str, str, Decimal, datetime, str | None, str, str, str, str, str]
 
 # One staging row per pair: the transaction's columns, then the categorisation's.
 _STAGING = {
@@ -32,13 +32,14 @@ _STAGING = {
     "merchant": "text",
     "operation_type": "text",
     "side": "text",
+    "content_sha256": "text",
     "category": "text",
     "model_version": "text",
 }
 _STAGING_COLUMNS = tuple(_STAGING)
 _STAGING_TYPES = tuple(_STAGING.values())
-_TX_COLUMNS = _STAGING_COLUMNS[:8]
-_CAT_COLUMNS = _STAGING_COLUMNS[8:]
+_TX_COLUMNS = _STAGING_COLUMNS[:9]
+_CAT_COLUMNS = _STAGING_COLUMNS[9:]
 
 _CREATE_STAGING = (
     "CREATE TEMP TABLE pipeline_staging ("
@@ -104,6 +105,7 @@ def staged_rows(pairs: Sequence[tuple[Transaction, Categorisation]]) -> list[Sta
             tx.merchant,
             tx.operation_type,
             tx.side.value,
+            content_fingerprint(tx),
             cat.category,
             cat.model_version,
         )

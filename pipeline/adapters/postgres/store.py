@@ -16,7 +16,7 @@ from sqlalchemy import exc as sa_exc
 
 from pipeline.adapters.postgres import bulk as postgres_bulk
 from pipeline.adapters.postgres.bulk import BulkMethod
-from pipeline.domain.errors import StoreUnavailable
+from pipeline.domain.errors import StoreMisconfigured, StoreRejected, StoreUnavailable
 from pipeline.domain.model import (
     Categorisation,
     Outcome,
@@ -50,25 +50,61 @@ def make_engine(url: str, pool_size: int = 5, connect_timeout_s: int = 10) -> sa
     return sa.create_engine(parsed, pool_size=pool_size, pool_pre_ping=True, connect_args=timeout)
 
 
+# SQLSTATE classes and codes, by what they mean for the pipeline (PostgreSQL appendix A).
+_TRANSIENT_CLASSES = ("08", "53", "57", "40", "58")  # connection, resources, shutdown, rollback
+_SYSTEMIC_CODES = ("25006", "42501")  # read-only transaction, permission denied
+_RECORD_CLASSES = ("22", "23", "54")  # data exception, integrity, program limit (row too big)
+
+
 @contextmanager
 def translate_errors(action: str) -> Iterator[None]:
-    """Raise StoreUnavailable for connection-level failures; data and integrity errors pass.
+    """Turn database failures into the pipeline's families, by SQLSTATE.
 
-    Connection refused, server shutdown, a dropped connection, pool exhaustion, deadlocks and
-    serialization failures are transient: retrying the whole database transaction can succeed.
+    Connection refused or dropped, shutdown, pool exhaustion, deadlocks and serialization
+    failures are transient (retrying the database transaction can succeed); a read-only server
+    or missing privileges are systemic (every write fails alike); data and integrity errors
+    are the rows' (StoreRejected: the caller isolates the row at fault).
     """
     try:
         yield
     except sa_exc.DBAPIError as exc:
-        transient = isinstance(exc, sa_exc.OperationalError | sa_exc.InterfaceError)
-        if transient or exc.connection_invalidated:
-            raise StoreUnavailable(f"{action}: {_first_line(exc.orig or exc)}") from exc
-        raise
+        translated = _translated(action, exc.orig or exc, exc.connection_invalidated)
+        if translated is None:
+            raise  # unforeseen: the caller's unexpected-error path logs its class
+        raise translated from exc
     except (sa_exc.TimeoutError, sa_exc.DisconnectionError) as exc:
         raise StoreUnavailable(f"{action}: {_first_line(exc)}") from exc
-    except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
-        # Raised unwrapped by the driver connection used for COPY.
-        raise StoreUnavailable(f"{action}: {_first_line(exc)}") from exc
+    except psycopg.Error as exc:  # raised unwrapped by the driver connection used for COPY
+        translated = _translated(action, exc, False)
+        if translated is None:
+            raise
+        raise translated from exc
+
+
+def _translated(action: str, error: BaseException, invalidated: bool) -> Exception | None:
+    message = f"{action}: {_first_line(error)}"
+    state = getattr(error, "sqlstate", None) or ""
+    if state in _SYSTEMIC_CODES:
+        return StoreMisconfigured(message)
+    if invalidated or state.startswith(_TRANSIENT_CLASSES):
+        return StoreUnavailable(message)
+    if isinstance(error, psycopg.OperationalError | psycopg.InterfaceError) and not state:
+        return StoreUnavailable(message)  # no server answer at all: connection-level
+    if state.startswith(_RECORD_CLASSES) or isinstance(error, psycopg.DataError):
+        return StoreRejected(message)  # DataError without a state: refused by the driver
+    return None
+
+
+# A repeated or conflicting id stays a dead letter: storing the first occurrence resolves
+# nothing about the other one.
+_RESOLVE = sa.text(
+    """
+    UPDATE dead_letters SET status = 'resolved', resolved_at = now()
+    WHERE transaction_id = ANY(:ids) AND status IN ('pending', 'redriven')
+      AND reason NOT IN ('duplicate_id', 'conflicting_duplicate')
+    """
+)
+_INT4_MAX = 2**31 - 1
 
 
 def dead_letter_key(rejection: Rejection) -> str:
@@ -93,24 +129,32 @@ class PostgresStore:
         self._engine = engine
         self._bulk_method: BulkMethod = bulk_method
 
-    def categorised_ids(self, ids: Sequence[UUID]) -> set[UUID]:
-        """Return the subset of `ids` that already has a stored categorisation."""
+    def stored_fingerprints(self, ids: Sequence[UUID]) -> dict[UUID, str | None]:
+        """The content fingerprint of each of `ids` already stored (None: stored before they
+        were recorded)."""
         if not ids:
-            return set()
+            return {}
         query = sa.text(
-            "SELECT transaction_id FROM categorisations WHERE transaction_id = ANY(:ids)"
+            "SELECT t.id, t.content_sha256 FROM transactions AS t"
+            " JOIN categorisations AS c ON c.transaction_id = t.id WHERE t.id = ANY(:ids)"
         )
-        with translate_errors("reading categorised ids"), self._engine.connect() as conn:
-            return set(conn.execute(query, {"ids": list(ids)}).scalars())
+        with translate_errors("reading stored transactions"), self._engine.connect() as conn:
+            return {row[0]: row[1] for row in conn.execute(query, {"ids": list(ids)})}
+
+    def categorised_ids(self, ids: Sequence[UUID]) -> set[UUID]:
+        """The subset of `ids` that already has a stored categorisation."""
+        return set(self.stored_fingerprints(ids))
 
     def save(self, pairs: Sequence[tuple[Transaction, Categorisation]]) -> None:
-        """Upsert transactions then categorisations in one database transaction (idempotent)."""
+        """Upsert transactions then categorisations in one database transaction (idempotent);
+        dead letters of these transactions still open are marked resolved in the same one."""
         rows = postgres_bulk.staged_rows(pairs)
         if not rows:
             return
         with translate_errors("saving transactions"), self._engine.begin() as conn:
             driver = cast("psycopg.Connection[Any]", conn.connection.driver_connection)
             postgres_bulk.write(driver, rows, self._bulk_method)
+            conn.execute(_RESOLVE, {"ids": [row[0] for row in rows]})
         logger.debug("saved %d categorised transactions", len(rows))
 
     def send(self, rejections: Iterable[Rejection]) -> None:
@@ -122,12 +166,12 @@ class PostgresStore:
             """
             INSERT INTO dead_letters (
                 dedup_key, transaction_id, source, source_position, line, partition, "offset",
-                stage, reason, detail, payload, error, key, replays, attempts,
-                first_failed_at, last_failed_at)
+                stage, reason, detail, payload, payload_bytes, payload_sha256, error, key,
+                replays, attempts, first_failed_at, last_failed_at)
             VALUES (
                 :dedup_key, :transaction_id, :source, :source_position, :line, :partition,
-                :offset, :stage, :reason, :detail, :payload, :error, :key, :replays, :attempts,
-                :failed_at, :failed_at)
+                :offset, :stage, :reason, :detail, :payload, :payload_bytes, :payload_sha256,
+                :error, :key, :replays, :attempts, :failed_at, :failed_at)
             ON CONFLICT (dedup_key) DO NOTHING
             """
         )
@@ -191,17 +235,20 @@ def _dead_letter_row(rejection: Rejection) -> dict[str, object]:
         "transaction_id": rejection.transaction_id,
         "source": pos.source,
         "source_position": str(pos),
-        "line": pos.line,
+        "line": pos.line if pos.line is None or pos.line <= _INT4_MAX else None,
         "partition": pos.partition,
         "offset": pos.offset,
         "stage": rejection.stage.value,
         "reason": str(rejection.reason),
         "detail": pg_text(rejection.detail),
         "payload": pg_text(rejection.payload),
-        "error": rejection.error,
+        "payload_bytes": rejection.payload_bytes,
+        "payload_sha256": rejection.payload_sha256,
+        "error": pg_text(rejection.error),
         "key": pg_text(rejection.key) if rejection.key is not None else None,
-        "replays": rejection.replays,
-        "attempts": rejection.attempts,
+        # Counters come from headers anyone can set: clamp them to the column's range.
+        "replays": min(max(rejection.replays, 0), _INT4_MAX),
+        "attempts": min(max(rejection.attempts, 0), _INT4_MAX),
         "failed_at": rejection.rejected_at,
     }
 

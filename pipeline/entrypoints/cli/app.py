@@ -28,6 +28,8 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     help="Transaction categorisation pipeline: batch (CSV) and streaming (Kafka) into PostgreSQL.",
+    # A traceback must never print local variables: settings and URLs hold secrets.
+    pretty_exceptions_show_locals=False,
 )
 db_app = typer.Typer(no_args_is_help=True, help="Database schema (alembic migrations).")
 topics_app = typer.Typer(no_args_is_help=True, help="Kafka topics.")

@@ -34,11 +34,11 @@ def run_batch(
     fails fails the run, and a rerun skips what is stored.
     """
     file = bootstrap.open_file(path)
-    file.facts()  # a missing or headerless file fails before a run is recorded
+    facts = file.facts()  # a missing or headerless file fails before a run is recorded
     params = {"chunk_size": chunk_size, "workers": workers}
     rows = file.estimate_rows()
     with (
-        app.runs.recorded(RunKind.BATCH, str(path), params) as recorded,
+        app.runs.recorded(RunKind.BATCH, facts.path, params) as recorded,
         progress(path.name, rows, interactive) as advance,
     ):
 

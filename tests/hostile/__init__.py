@@ -1,0 +1,1 @@
+"""A corpus of hostile input with its exact expected final state."""
