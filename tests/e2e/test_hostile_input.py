@@ -15,7 +15,7 @@ from confluent_kafka import Producer
 
 from tests.hostile import corpus
 from tests.support.final_state import final_state
-from tests.support.helpers import pipeline_env, rows, run_cli
+from tests.support.helpers import count, pipeline_env, rows, run_cli
 from tests.support.services import ROOT, MlApiProcess
 from tests.support.streaming import StreamEnv, stop, wait_for
 
@@ -91,3 +91,59 @@ def test_hostile_events_are_dead_lettered_and_the_consumer_stays_alive_with_lag_
     assert reasons == sorted(event.reason for event in corpus.EVENTS)
     replays = {r.replays for r in rows(postgres_engine, "SELECT replays FROM dead_letters")}
     assert replays == {0, 1_000_000}  # a huge header is clamped, a malformed one ignored
+
+
+def test_a_wrong_ml_endpoint_stops_the_batch_in_one_line_and_dead_letters_nothing(
+    seed_file: Path, postgres_url: str, postgres_engine: sa.Engine, ml_api: MlApiProcess
+) -> None:
+    env = pipeline_env(postgres_url, ml_api, ML_API_URL=f"{ml_api.url}/wrong/path")
+    result = run_cli("batch", str(seed_file), "--no-progress", env=env)
+    assert result.returncode == 1
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "404" in errors[0] and "ML_API_URL" in errors[0]
+    assert "Traceback" not in result.stderr
+    assert count(postgres_engine, "SELECT count(*) FROM dead_letters") == 0
+    assert count(postgres_engine) == 0
+    [(status, error)] = rows(postgres_engine, "SELECT status, error FROM pipeline_runs")
+    assert status == "failed" and "CategoriserMisconfigured" in error
+
+
+def test_no_password_appears_in_the_output_of_a_failing_run(
+    seed_file: Path, ml_api: MlApiProcess
+) -> None:
+    secret = "s3cret-Pa55word"
+    url = f"postgresql://txcat_app:{secret}@127.0.0.1:9/txcat?connect_timeout=2"
+    for command in (("batch", str(seed_file)), ("db", "current")):
+        result = run_cli(*command, env={"DATABASE_URL": url, "ML_API_URL": ml_api.url})
+        assert result.returncode == 1
+        assert secret not in result.stdout + result.stderr
+        assert "error:" in result.stderr
+
+
+@pytest.mark.kafka
+def test_a_wrong_ml_endpoint_pauses_the_stream_commits_nothing_and_dead_letters_nothing(
+    kafka_bootstrap: str,
+    postgres_url: str,
+    postgres_engine: sa.Engine,
+    ml_api: MlApiProcess,
+    tmp_path: Path,
+) -> None:
+    stream = StreamEnv(kafka_bootstrap, postgres_url, ml_api.url, partitions=2, logs=tmp_path)
+    stream.create_topics()
+    day_one, _ = corpus.write(tmp_path)
+    assert stream.cli("produce", str(day_one), "--no-progress").returncode == 0
+    log = tmp_path / f"{stream.topic}-misconfigured.log"
+    consumer = stream.consumer("misconfigured", ML_API_URL=f"{ml_api.url}/wrong/path")
+    try:
+        wait_for(lambda: log.exists() and "paused" in log.read_text(), 60, "the stream paused")
+        assert consumer.poll() is None, "the consumer died"
+        assert stream.committed() == 0
+        assert count(postgres_engine, "SELECT count(*) FROM dead_letters") == 0
+    finally:
+        assert stop(consumer) == 0
+    fixed = stream.consumer("fixed")
+    try:
+        wait_for(lambda: stream.committed() == len(corpus.DAY_ONE), 120, "drained once fixed")
+    finally:
+        stop(fixed)
+    assert count(postgres_engine) == len(corpus.DAY_ONE)
