@@ -155,7 +155,9 @@ def stream_app(
         stack.callback(producer.flush, 10)
         dead_letters = FanOutDeadLetters(store, KafkaDeadLetterQueue(producer, kafka.dlq_topic))
         # A stream has no file: a re-seen id is a replay (same content) or a conflict.
-        use_case = _categorise(stack, ml, validation, store, dead_letters, False)
+        use_case = _categorise(
+            stack, ml, validation, store, dead_letters, False, kafka.batch_deadline_s
+        )
         metrics = PrometheusStreamMetrics()
         metrics.serve(metrics_port)
         stream = KafkaRecordStream(kafka)
@@ -192,16 +194,17 @@ def _categorise(
     store: PostgresStore,
     dead_letters: DeadLetterSink,
     reject_duplicate_ids: bool,
+    deadline_s: float | None = None,
 ) -> CategoriseRecords:
     client = stack.enter_context(make_client(ml.api_url, ml.timeout_s, ml.concurrency * 2))
-    categoriser = HttpCategoriser(
-        client, RetryPolicy(ml.retry_attempts, ml.retry_initial_s, ml.retry_max_s)
-    )
+    policy = RetryPolicy(ml.retry_attempts, ml.retry_initial_s, ml.retry_max_s, ml.retry_budget_s)
+    categoriser = HttpCategoriser(client, policy, ml.total_timeout_s)
     options = UseCaseOptions(
         ml.batch_size,
         ml.concurrency,
         reject_duplicate_ids,
         validation.max_dead_letter_payload_bytes,
+        deadline_s,
     )
     validator = Validator(validation_rules(validation))
     return CategoriseRecords(categoriser, store, dead_letters, validator, options)

@@ -32,6 +32,10 @@ class MlApiSettings(BaseSettings):
     retry_attempts: int = Field(default=6, ge=1)
     retry_initial_s: float = 0.2
     retry_max_s: float = 5.0
+    # One call is bounded in total (a trickling answer too), and no new retry starts after the
+    # budget: with the stream's batch deadline, a batch stays well under max.poll.interval.ms.
+    total_timeout_s: float = Field(default=30.0, gt=0)
+    retry_budget_s: float = Field(default=60.0, gt=0)
 
 
 class ValidationSettings(BaseSettings):
@@ -73,6 +77,9 @@ class KafkaSettings(BaseSettings):
     # source may hold a 1 MiB field. Dead-letter copies are capped far below it.
     max_message_bytes: int = Field(default=4 * 1024 * 1024, ge=1024 * 1024)
     batch_max_records: int = 5000
+    # No new ML call of a batch starts after this (the ML client's retry budget and total
+    # timeout bound the one in flight): together well under max.poll.interval.ms (300 s).
+    batch_deadline_s: float = Field(default=120.0, gt=0, le=200)
     batch_max_ms: int = 50
     security_protocol: str = "PLAINTEXT"
     sasl_username: str | None = None

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import httpx
 import orjson
@@ -13,6 +15,7 @@ from tenacity import (
     retry,
     retry_if_exception_type,
     stop_after_attempt,
+    stop_after_delay,
     wait_exponential_jitter,
 )
 
@@ -40,6 +43,7 @@ class RetryPolicy:
     attempts: int = 6
     initial_s: float = 0.2
     max_s: float = 5.0
+    budget_s: float = 60.0  # no new attempt starts after this long: a stream batch has a deadline
 
 
 def make_client(base_url: str, timeout_s: float = 10.0, pool: int = 8) -> httpx.Client:
@@ -59,13 +63,16 @@ class HttpCategoriser:
     CategoriserContractError (bisected too: if every record fails alike, it is systemic).
     """
 
-    def __init__(self, client: httpx.Client, policy: RetryPolicy | None = None) -> None:
+    def __init__(
+        self, client: httpx.Client, policy: RetryPolicy | None = None, total_timeout_s: float = 30.0
+    ) -> None:
         self.client = client
         self.policy = policy or RetryPolicy()
+        self.total_timeout_s = total_timeout_s
         self._post = retry(
             retry=retry_if_exception_type(CategoriserUnavailable),
             wait=wait_exponential_jitter(multiplier=self.policy.initial_s, max=self.policy.max_s),
-            stop=stop_after_attempt(self.policy.attempts),
+            stop=stop_after_attempt(self.policy.attempts) | stop_after_delay(self.policy.budget_s),
             before_sleep=before_sleep_log(logger, logging.WARNING),
             reraise=True,
         )(self._post_once)
@@ -78,16 +85,24 @@ class HttpCategoriser:
         response = self._post(
             orjson.dumps([_payload(i, t) for i, t in zip(ids, transactions, strict=True)])
         )
-        version = response.headers.get("x-model-version", "unknown")
-        return _check_answer(ids, transactions, response.content, version)
+        return _check_answer(ids, transactions, response.content, response.version)
 
-    def _post_once(self, body: bytes) -> httpx.Response:
+    def _post_once(self, body: bytes) -> _Answer:
+        """One call, bounded in total (not only per read: a trickling answer is cut too)."""
+        deadline = time.monotonic() + self.total_timeout_s
+        headers = {"content-type": "application/json"}
         try:
-            response = self.client.post(
-                "/predict", content=body, headers={"content-type": "application/json"}
-            )
+            with self.client.stream("POST", "/predict", content=body, headers=headers) as response:
+                chunks = []
+                for chunk in response.iter_bytes():
+                    chunks.append(chunk)
+                    if time.monotonic() > deadline:
+                        raise CategoriserUnavailable(
+                            f"ML API answer took over {self.total_timeout_s:.0f}s in total"
+                        )
         except httpx.TransportError as exc:
             raise CategoriserUnavailable(f"ML API unreachable: {exc!r}") from exc
+        content = b"".join(chunks)
         if response.status_code in _TRANSIENT_STATUS:
             raise CategoriserUnavailable(f"ML API answered {response.status_code}")
         if response.status_code in _SYSTEMIC_STATUS:
@@ -96,8 +111,14 @@ class HttpCategoriser:
                 f"{response.status_code} {response.reason_phrase}: check ML_API_URL and its access"
             )
         if response.status_code >= 400:
-            raise CategoriserRejected(response.status_code, response.text[:2000])
-        return response
+            text = content[:2000].decode("utf-8", "replace")
+            raise CategoriserRejected(response.status_code, text)
+        return _Answer(response.headers.get("x-model-version", "unknown"), content)
+
+
+class _Answer(NamedTuple):
+    version: str
+    content: bytes
 
 
 def _payload(transaction_id: str, transaction: Transaction) -> dict[str, object]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -12,6 +13,7 @@ from uuid import UUID
 from pipeline.domain.errors import (
     CategoriserMisconfigured,
     CategoriserRejected,
+    CategoriserUnavailable,
     InvalidRecord,
     PermanentError,
     StoreMisconfigured,
@@ -50,6 +52,10 @@ class UseCaseOptions:
     # its content is the same (a no-op) and `conflicting_duplicate` when it differs.
     reject_duplicate_ids: bool = True
     max_dead_letter_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES
+    # No new ML call starts this long after a chunk began (None: no limit). The stream sets it
+    # well under max.poll.interval.ms, so a slow model pauses the stream instead of getting
+    # the consumer evicted from its group again and again.
+    deadline_s: float | None = None
 
 
 class RepeatedIds:
@@ -151,7 +157,9 @@ class CategoriseRecords:
 
     def complete(self, chunk: PreparedChunk) -> Outcome:
         """Categorise, store and dead-letter a prepared chunk; safe to run off the main thread."""
-        pairs, refused = self._categorise_all(chunk.todo, chunk.valid)
+        limit = self.options.deadline_s
+        deadline = None if limit is None else time.monotonic() + limit
+        pairs, refused = self._categorise_all(chunk.todo, chunk.valid, deadline)
         saved, refused_by_store = self._save_isolating(pairs, chunk.valid)
         rejections = chunk.rejections + refused + refused_by_store
         if rejections:
@@ -197,10 +205,13 @@ class CategoriseRecords:
             outcome.new_operation_types[checked.new_operation_type] += 1
 
     def _categorise_all(
-        self, todo: list[Transaction], valid: dict[UUID, tuple[Transaction, RawRecord]]
+        self,
+        todo: list[Transaction],
+        valid: dict[UUID, tuple[Transaction, RawRecord]],
+        deadline: float | None,
     ) -> tuple[Pairs, list[Rejection]]:
         batches = list(batched(todo, self.options.ml_batch_size))
-        work = partial(self._categorise_bisecting, valid=valid)
+        work = partial(self._categorise_bisecting, valid=valid, deadline=deadline)
         if len(batches) > 1 and self.options.ml_concurrency > 1:
             with ThreadPoolExecutor(self.options.ml_concurrency, "categorise") as pool:
                 results = list(pool.map(work, batches))
@@ -216,9 +227,16 @@ class CategoriseRecords:
         return pairs, refused
 
     def _categorise_bisecting(
-        self, batch: Sequence[Transaction], valid: dict[UUID, tuple[Transaction, RawRecord]]
+        self,
+        batch: Sequence[Transaction],
+        valid: dict[UUID, tuple[Transaction, RawRecord]],
+        deadline: float | None = None,
     ) -> tuple[Pairs, list[Rejection]]:
         """Categorise a batch; when the model refuses it, split it to isolate the bad records."""
+        if deadline is not None and time.monotonic() > deadline:
+            raise CategoriserUnavailable(
+                f"chunk deadline of {self.options.deadline_s:.0f}s passed: the ML API is too slow"
+            )
         try:
             categorisations = self.categoriser.categorise(batch)
         except PermanentError as exc:
@@ -233,8 +251,8 @@ class CategoriseRecords:
                 return [], [self._reject(record, reason, str(exc), stage, error)]
             logger.warning("ML API refused a batch of %d, bisecting: %s", len(batch), exc)
             middle = len(batch) // 2
-            left = self._categorise_bisecting(batch[:middle], valid)
-            right = self._categorise_bisecting(batch[middle:], valid)
+            left = self._categorise_bisecting(batch[:middle], valid, deadline)
+            right = self._categorise_bisecting(batch[middle:], valid, deadline)
             return left[0] + right[0], left[1] + right[1]
         return list(zip(batch, categorisations, strict=True)), []
 

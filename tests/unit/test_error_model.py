@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import time
 from uuid import UUID
 
 import pytest
 
-from pipeline.domain.errors import CategoriserMisconfigured, StoreMisconfigured
+from pipeline.domain.errors import (
+    CategoriserMisconfigured,
+    CategoriserUnavailable,
+    StoreMisconfigured,
+)
 from pipeline.domain.ids import TRANSACTION_NAMESPACE, parse_uuid, transaction_uuid
 from pipeline.domain.model import RawRecord, Reason, SourcePosition, Stage
 from pipeline.service_layer.categorise import CategoriseRecords, UseCaseOptions
@@ -154,3 +159,25 @@ def test_odd_spellings_are_source_ids_of_their_own(odd: str) -> None:
 def test_distinct_source_ids_never_share_a_transaction_id() -> None:
     ids = [*ODD_SPELLINGS, "12345678-1234-5678-1234-567812345678", str(TRANSACTION_NAMESPACE)]
     assert len({transaction_uuid(i) for i in ids}) == len(ids)
+
+
+class SlowCategoriser(FakeCategoriser):
+    """Takes `seconds` per call: a model slower than the chunk's deadline allows."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__()
+        self.seconds = seconds
+
+    def categorise(self, transactions):  # type: ignore[no-untyped-def]
+        time.sleep(self.seconds)
+        return super().categorise(transactions)
+
+
+def test_no_ml_call_starts_after_the_chunk_deadline_and_nothing_is_dead_lettered() -> None:
+    store = InMemoryStore()
+    slow = SlowCategoriser(0.1)
+    options = {"ml_batch_size": 1, "ml_concurrency": 1, "deadline_s": 0.25}
+    with pytest.raises(CategoriserUnavailable, match="deadline"):
+        use_case(store, slow, **options)(rows(*[str(n) for n in range(20)]))
+    assert 2 <= len(slow.calls) <= 4
+    assert store.dead_letters == {} and store.transactions == {}

@@ -1,4 +1,6 @@
 import json
+import time
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from decimal import Decimal
 
@@ -142,3 +144,28 @@ def test_answers_about_the_endpoint_are_systemic_not_retried_and_name_no_secret(
     assert str(status) in str(caught.value)
     assert "s3cret" not in str(caught.value) and "abc" not in str(caught.value)
     assert len(calls) == 1
+
+
+def test_a_trickling_answer_is_cut_at_the_total_timeout_not_only_per_read() -> None:
+    def trickle(_request: httpx.Request) -> httpx.Response:
+        def body() -> Iterator[bytes]:
+            for byte in b'[{"transaction_id": "x", "category": "Rent"}]':
+                time.sleep(0.05)  # each read is quick, the whole answer is not
+                yield bytes([byte])
+
+        return httpx.Response(200, content=body())
+
+    client = httpx.Client(base_url="http://ml", transport=httpx.MockTransport(trickle))
+    categoriser = HttpCategoriser(client, RetryPolicy(attempts=1), total_timeout_s=0.3)
+    started = time.monotonic()
+    with pytest.raises(CategoriserUnavailable, match="in total"):
+        categoriser.categorise(transactions(1))
+    assert time.monotonic() - started < 1.0
+
+
+def test_no_retry_starts_after_the_retry_budget() -> None:
+    handler, calls = flaky([httpx.Response(503)] * 50)
+    policy = RetryPolicy(attempts=50, initial_s=0.05, max_s=0.05, budget_s=0.2)
+    with pytest.raises(CategoriserUnavailable):
+        categoriser(handler, policy).categorise(transactions(1))
+    assert 2 <= len(calls) < 10
