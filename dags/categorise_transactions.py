@@ -81,6 +81,8 @@ def categorise_transactions() -> None:
         retry_delay=pendulum.duration(seconds=10),
         retry_exponential_backoff=True,
         max_retry_delay=pendulum.duration(minutes=5),
+        # A hung call must not hold a pool slot forever; a chunk of 2,500 rows takes seconds.
+        execution_timeout=pendulum.duration(minutes=30),
     )
     def categorise_chunk(path: str, first_line: int, last_line: int) -> dict[str, Any]:
         from pipeline.entrypoints.airflow_tasks import run_chunk

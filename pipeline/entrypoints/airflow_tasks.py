@@ -68,9 +68,20 @@ def secrets_to_mask() -> list[str]:
     return list(dict.fromkeys([text, password, unquote(password)]))  # as written and decoded
 
 
+# Airflow refuses to map more tasks than [core] max_map_length (1,024 by default).
+MAX_MAPPED_CHUNKS = 1000
+
+
 def plan_chunks(path: str, chunk_size: int) -> list[dict[str, Any]]:
-    """Line windows of at most `chunk_size` rows each, covering every row once."""
-    windows = plan_windows(bootstrap.open_file(Path(path)), chunk_size)
+    """Line windows covering every row once: `chunk_size` rows each, or more when the file
+    would need more than MAX_MAPPED_CHUNKS chunks (a 3,000,000-row file still runs)."""
+    file = bootstrap.open_file(Path(path))
+    rows = file.estimate_rows()
+    size = max(chunk_size, -(-rows // MAX_MAPPED_CHUNKS))
+    if size > chunk_size:
+        logger.info("%d rows: chunks of %d rows instead of %d (at most %d chunks)",
+                    rows, size, chunk_size, MAX_MAPPED_CHUNKS)  # fmt: skip
+    windows = plan_windows(file, size)
     return [{"path": path, "first_line": first, "last_line": last} for first, last in windows]
 
 

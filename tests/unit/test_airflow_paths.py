@@ -45,3 +45,18 @@ def test_the_database_url_and_its_password_are_masked(monkeypatch: pytest.Monkey
     assert secrets_to_mask() == ["postgresql://app:s3cr%40t@db:5432/txcat", "s3cr%40t", "s3cr@t"]
     monkeypatch.delenv("DATABASE_URL")
     assert secrets_to_mask() == []
+
+
+def test_a_file_needing_more_chunks_than_airflow_maps_gets_bigger_chunks(
+    tmp_path: Path,
+) -> None:
+    from pipeline.entrypoints.airflow_tasks import MAX_MAPPED_CHUNKS, plan_chunks
+
+    path = tmp_path / "many.csv"
+    rows = 3 * MAX_MAPPED_CHUNKS + 7
+    body = "".join(f"{n};d;1;2024-01-01 00:00:00;m;payment;debit\n" for n in range(rows))
+    path.write_text("id;description;amount;timestamp;merchant;operation_type;side\n" + body)
+    chunks = plan_chunks(str(path), chunk_size=1)
+    assert len(chunks) <= MAX_MAPPED_CHUNKS
+    assert sum(c["last_line"] - c["first_line"] + 1 for c in chunks) == rows
+    assert chunks[0]["first_line"] == 2 and chunks[-1]["last_line"] == rows + 1
