@@ -164,7 +164,10 @@ def wait_for_consumer(compose: Compose, topic: str, group: str, timeout: float) 
     """Poll until the group has committed every record of a non-empty topic."""
     deadline = time.monotonic() + timeout
     while True:
-        total, lag = consumer_lag(compose, topic, group)
+        try:
+            total, lag = consumer_lag(compose, topic, group)
+        except DockerError:  # e.g. the group does not exist until the consumer has joined
+            total, lag = 0, -1
         if total > 0 and lag == 0:
             return total, lag
         if time.monotonic() > deadline:
