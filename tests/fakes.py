@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID, uuid4
 
 from pipeline.domain.errors import (
-    BrokerUnavailable,
     CategoriserRejected,
     CategoriserUnavailable,
+    ConfigurationError,
     StoreMisconfigured,
     StoreRejected,
 )
@@ -128,21 +129,37 @@ class FakeDeadLetterStore:
         self.status: dict[int, str] = {}
         self.parked_at: dict[int, datetime] = {}
         self.marks: list[tuple[list[int], str]] = []
+        self.pages: list[int] = []  # the size of each page read
+        self.locked = False
+
+    @contextmanager
+    def exclusive(self) -> Iterator[None]:
+        if self.locked:
+            raise ConfigurationError("another redrive is running")
+        self.locked = True
+        try:
+            yield
+        finally:
+            self.locked = False
 
     def park(self, record: ParkedRecord, at: datetime = T0) -> None:
         self.records[record.id] = record
         self.status[record.id] = "pending"
         self.parked_at[record.id] = at
 
-    def pending(self, reason: Reason | None, since: datetime | None) -> list[ParkedRecord]:
-        oldest_first = sorted(self.records, key=lambda record_id: self.parked_at[record_id])
-        return [
+    def pending(
+        self, reason: Reason | None, since: datetime | None, after_id: int = 0, limit: int = 1000
+    ) -> list[ParkedRecord]:
+        page = [
             self.records[record_id]
-            for record_id in oldest_first
-            if self.status[record_id] == "pending"
+            for record_id in sorted(self.records)
+            if record_id > after_id
+            and self.status[record_id] == "pending"
             and (reason is None or self.records[record_id].reason == reason)
             and (since is None or self.parked_at[record_id] >= since)
-        ]
+        ][:limit]
+        self.pages.append(len(page))
+        return page
 
     def mark(self, ids: Sequence[int], status: DeadLetterStatus) -> None:
         self.marks.append((list(ids), status))
@@ -151,17 +168,21 @@ class FakeDeadLetterStore:
 
 
 class FakeRepublisher:
-    """Republisher that keeps what it was sent; can be down for the next N calls."""
+    """Republisher that keeps what the broker acknowledged; for the next `fail_first` calls the
+    broker acknowledges only the first `acknowledge` records of the call."""
 
-    def __init__(self, fail_first: int = 0) -> None:
+    def __init__(self, fail_first: int = 0, acknowledge: int = 0) -> None:
         self.fail_first = fail_first
+        self.acknowledge = acknowledge
         self.sent: list[ParkedRecord] = []
 
-    def republish(self, records: Sequence[ParkedRecord]) -> None:
+    def republish(self, records: Sequence[ParkedRecord]) -> list[int]:
+        delivered = list(records)
         if self.fail_first > 0:
             self.fail_first -= 1
-            raise BrokerUnavailable("redrive not acknowledged")
-        self.sent.extend(records)
+            delivered = delivered[: self.acknowledge]
+        self.sent.extend(delivered)
+        return [record.id for record in delivered]
 
 
 class FakeRecordStream:

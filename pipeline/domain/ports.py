@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
+from contextlib import AbstractContextManager
 from datetime import datetime
 from typing import Any, Protocol
 from uuid import UUID
@@ -114,8 +115,15 @@ class RecordStream(Protocol):
 class DeadLetterStore(Protocol):
     """The dead letters parked in the database, for redrive."""
 
-    def pending(self, reason: Reason | None, since: datetime | None) -> list[ParkedRecord]:
-        """Pending dead letters that came from the stream, oldest first."""
+    def exclusive(self) -> AbstractContextManager[None]:
+        """Hold the redrive lock for the block; raise if another redrive holds it."""
+        ...
+
+    def pending(
+        self, reason: Reason | None, since: datetime | None, after_id: int, limit: int
+    ) -> list[ParkedRecord]:
+        """Up to `limit` pending dead letters from the stream with an id above `after_id`,
+        oldest first."""
         ...
 
     def mark(self, ids: Sequence[int], status: DeadLetterStatus) -> None:
@@ -126,8 +134,9 @@ class DeadLetterStore(Protocol):
 class Republisher(Protocol):
     """Sends records back onto the main stream."""
 
-    def republish(self, records: Sequence[ParkedRecord]) -> None:
-        """Publish every record with its replay count + 1; returns once all are acknowledged."""
+    def republish(self, records: Sequence[ParkedRecord]) -> list[int]:
+        """Publish every record with its replay count + 1; return the ids of those the broker
+        acknowledged (all of them, unless it is unavailable)."""
         ...
 
 

@@ -277,6 +277,12 @@ def test_redrive_after_a_fix_stores_the_dead_letters_and_a_second_redrive_is_a_n
     )
     assert rejected > 0 and count(postgres_engine) == 2_000 - rejected
     consumers.append(stream_env.consumer("fixed"))
+    dry = stream_env.cli("redrive", "--dry-run")
+    assert dry.returncode == 0, dry.stderr
+    assert "amount_out_of_bounds" in dry.stdout and f"would redrive {rejected}," in dry.stdout
+    assert count(postgres_engine, "SELECT count(*) FROM dead_letters WHERE status = 'pending'") == (
+        rejected
+    )
     first = stream_env.cli("redrive", "--reason", "amount_out_of_bounds")
     assert first.returncode == 0, first.stderr
     assert f"redriven {rejected}, quarantined 0" in first.stdout

@@ -476,3 +476,31 @@ def test_a_server_started_with_up_outlives_its_process(postgres_datadir: Path) -
         assert embedded_pg.down(datadir) is True
     assert embedded_pg.running_url(datadir) is None
     assert embedded_pg.down(datadir) is False
+
+
+def test_the_redrive_lock_is_exclusive_across_connections(postgres_engine: sa.Engine) -> None:
+    from pipeline.adapters.postgres.dead_letters import PostgresDeadLetterStore, RedriveBusy
+
+    first, second = (
+        PostgresDeadLetterStore(postgres_engine),
+        PostgresDeadLetterStore(postgres_engine),
+    )
+    with first.exclusive(), pytest.raises(RedriveBusy), second.exclusive():
+        pass
+    with second.exclusive():  # released on the way out
+        pass
+
+
+def test_pending_dead_letters_come_in_pages_by_id(
+    store: PostgresStore, postgres_engine: sa.Engine
+) -> None:
+    from pipeline.adapters.postgres.dead_letters import PostgresDeadLetterStore
+
+    store.send(
+        [rejection(None, position=SourcePosition("tx", partition=0, offset=n)) for n in range(5)]
+    )
+    parked = PostgresDeadLetterStore(postgres_engine)
+    first = parked.pending(None, None, 0, 2)
+    rest = parked.pending(None, None, first[-1].id, 10)
+    assert len(first) == 2 and len(rest) == 3
+    assert [r.id for r in first + rest] == sorted(r.id for r in first + rest)

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from uuid import uuid4
 
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import Consumer, KafkaException, TopicPartition
 
 from pipeline.adapters.kafka.producer import create_topics
 from pipeline.config import KafkaSettings
@@ -89,6 +89,8 @@ class StreamEnv:
         try:
             parts = [TopicPartition(self.topic, p) for p in range(self.partitions)]
             return sum(max(tp.offset, 0) for tp in consumer.committed(parts, timeout=10))
+        except KafkaException:  # e.g. NOT_COORDINATOR while the group's coordinator moves
+            return -1
         finally:
             consumer.close()
 

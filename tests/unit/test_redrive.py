@@ -6,9 +6,8 @@ from datetime import timedelta
 
 import pytest
 
-from pipeline.domain.errors import BrokerUnavailable
+from pipeline.domain.errors import BrokerUnavailable, ConfigurationError
 from pipeline.domain.model import ParkedRecord, Reason
-from pipeline.service_layer.redrive import RedriveResult
 from pipeline.service_layer.redrive import redrive_dead_letters as redrive
 from tests.fakes import T0, FakeDeadLetterStore, FakeRepublisher
 
@@ -30,7 +29,7 @@ def test_pending_records_below_max_replays_are_republished_then_marked_redriven(
 
     result = redrive(store, republisher, max_replays=3)
 
-    assert result == RedriveResult(redriven=2, quarantined=0)
+    assert (result.redriven, result.quarantined) == (2, 0)
     assert [r.id for r in republisher.sent] == [1, 2]
     assert store.status == {1: "redriven", 2: "redriven"}
 
@@ -41,7 +40,7 @@ def test_records_at_or_above_max_replays_are_quarantined_not_republished() -> No
 
     result = redrive(store, republisher, max_replays=3)
 
-    assert result == RedriveResult(redriven=1, quarantined=2)
+    assert (result.redriven, result.quarantined) == (1, 2)
     assert [r.id for r in republisher.sent] == [1]
     assert store.status == {1: "redriven", 2: "quarantined", 3: "quarantined"}
 
@@ -54,25 +53,25 @@ def test_a_second_redrive_is_a_no_op() -> None:
 
     second = redrive(store, republisher, max_replays=3)
 
-    assert second == RedriveResult(redriven=0, quarantined=0)
+    assert (second.redriven, second.quarantined) == (0, 0)
     assert [r.id for r in republisher.sent] == [1]
     assert store.marks == marks_after_first  # nothing marked again
 
 
-def test_when_republish_fails_nothing_is_marked_and_a_rerun_republishes() -> None:
+def test_when_the_broker_acknowledges_part_only_those_are_marked_and_a_rerun_finishes() -> None:
     store = store_with(parked(1), parked(2, replays=1))
-    republisher = FakeRepublisher(fail_first=1)
+    republisher = FakeRepublisher(fail_first=1, acknowledge=1)
 
     with pytest.raises(BrokerUnavailable):
         redrive(store, republisher, max_replays=3)
 
-    assert store.marks == []
-    assert store.status == {1: "pending", 2: "pending"}
+    assert store.status == {1: "redriven", 2: "pending"}
+    republisher.sent.clear()
 
     result = redrive(store, republisher, max_replays=3)
 
-    assert result == RedriveResult(redriven=2, quarantined=0)
-    assert [r.id for r in republisher.sent] == [1, 2]
+    assert (result.redriven, result.quarantined) == (1, 0)
+    assert [r.id for r in republisher.sent] == [2]
     assert store.status == {1: "redriven", 2: "redriven"}
 
 
@@ -99,7 +98,7 @@ def test_only_dead_letters_of_the_given_reason_and_age_are_redriven() -> None:
         store, republisher, reason=Reason.REJECTED_BY_MODEL, since=T0 + timedelta(hours=1)
     )
 
-    assert result == RedriveResult(redriven=1, quarantined=0)
+    assert (result.redriven, result.quarantined) == (1, 0)
     assert [r.id for r in republisher.sent] == [3]
     assert store.status == {1: "pending", 2: "pending", 3: "redriven"}
 
@@ -113,3 +112,32 @@ def test_republished_records_keep_key_payload_and_replay_count_for_the_republish
 
     # The republisher adds 1 to `replays` itself; redrive must hand over the stored count.
     assert republisher.sent == [original]
+
+
+def test_pending_dead_letters_are_read_in_pages_and_each_page_marked() -> None:
+    store = store_with(*(parked(n) for n in range(1, 2502)))
+    republisher = FakeRepublisher()
+
+    result = redrive(store, republisher, page_size=1000)
+
+    assert result.redriven == 2501
+    assert store.pages == [1000, 1000, 501, 0]
+    assert len(store.marks) == 3
+
+
+def test_a_dry_run_counts_by_reason_and_changes_nothing() -> None:
+    store = store_with(parked(1), parked(2, reason="invalid_amount"), parked(3, replays=9))
+    republisher = FakeRepublisher()
+
+    result = redrive(store, republisher, max_replays=3, dry_run=True)
+
+    assert (result.redriven, result.quarantined) == (2, 1)
+    assert result.by_reason == {"rejected_by_model": 2, "invalid_amount": 1}
+    assert republisher.sent == [] and store.marks == []
+
+
+def test_a_second_redrive_cannot_run_while_one_holds_the_lock() -> None:
+    store = store_with(parked(1))
+    with store.exclusive(), pytest.raises(ConfigurationError, match="another redrive"):
+        redrive(store, FakeRepublisher())
+    assert store.status == {1: "pending"}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC
+from functools import partial
 from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
@@ -173,17 +174,40 @@ def create_topics(settings: KafkaSettings, partitions: int | None = None) -> dic
 class KafkaRepublisher:
     """Republisher onto the main topic, counting replays in a header."""
 
-    def __init__(self, producer: Producer, topic: str) -> None:
-        self.publisher = EventPublisher(producer, topic)
+    def __init__(self, producer: Producer, topic: str, flush_timeout_s: float = 60.0) -> None:
+        self.producer = producer
+        self.topic = topic
+        self.flush_timeout_s = flush_timeout_s
 
-    def republish(self, records: Sequence[ParkedRecord]) -> None:
+    def republish(self, records: Sequence[ParkedRecord]) -> list[int]:
+        """Publish the records; return the ids of those the broker acknowledged."""
+        acknowledged: list[int] = []
         for record in records:
             headers: Headers = [(REDRIVE_HEADER, str(record.replays + 1).encode())]
-            self.publisher.publish(
-                record.key, record.payload.encode("utf-8", "surrogateescape"), headers
-            )
-        left = self.publisher.flush()
-        if left or self.publisher.failed:
-            raise BrokerUnavailable(
-                f"redrive not acknowledged: {left} pending, {self.publisher.failed} failed"
-            )
+            delivered = partial(_note_delivery, acknowledged, record.id)
+            value = record.payload.encode("utf-8", "surrogateescape")
+            key = record.key.encode("utf-8", "surrogateescape") if record.key else None
+            while True:
+                try:
+                    self.producer.produce(
+                        self.topic, key=key, value=value, headers=headers, on_delivery=delivered
+                    )
+                    break
+                except BufferError:
+                    self.producer.poll(0.1)  # local queue full: let deliveries drain
+                except KafkaException as exc:
+                    raise translate(exc, "redrive produce") from exc
+            self.producer.poll(0)
+        left = self.producer.flush(self.flush_timeout_s)
+        if left:
+            logger.warning("redrive: %d records not acknowledged in time", left)
+        return acknowledged
+
+
+def _note_delivery(
+    acknowledged: list[int], record_id: int, error: KafkaError | None, _: Message
+) -> None:
+    if error is None:
+        acknowledged.append(record_id)
+    else:
+        logger.error("redrive of dead letter %d failed: %s", record_id, error)

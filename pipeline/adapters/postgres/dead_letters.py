@@ -2,13 +2,33 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from datetime import datetime
 
 import sqlalchemy as sa
 
 from pipeline.adapters.postgres.store import translate_errors
+from pipeline.domain.errors import ConfigurationError
 from pipeline.domain.model import DeadLetterStatus, ParkedRecord, Reason
+
+# pg_advisory_lock key of the redrive (any constant unique to this use): "txcat redrive".
+REDRIVE_LOCK = 0x7478636174_5244
+
+_PENDING = sa.text(
+    """
+    SELECT id, key, payload, reason, replays FROM dead_letters
+    WHERE status = 'pending' AND partition IS NOT NULL AND id > :after
+      AND (CAST(:reason AS text) IS NULL OR reason = :reason)
+      AND (CAST(:since AS timestamptz) IS NULL OR last_failed_at >= :since)
+    ORDER BY id
+    LIMIT :limit
+    """
+)
+
+
+class RedriveBusy(ConfigurationError):
+    """Another redrive holds the lock."""
 
 
 class PostgresDeadLetterStore:
@@ -17,24 +37,37 @@ class PostgresDeadLetterStore:
     def __init__(self, engine: sa.Engine) -> None:
         self._engine = engine
 
-    def pending(self, reason: Reason | None, since: datetime | None) -> list[ParkedRecord]:
-        """Pending dead letters from a topic (they carry a partition), oldest first."""
-        query = sa.text(
-            """
-            SELECT id, key, payload, reason, replays FROM dead_letters
-            WHERE status = 'pending' AND partition IS NOT NULL
-              AND (CAST(:reason AS text) IS NULL OR reason = :reason)
-              AND (CAST(:since AS timestamptz) IS NULL OR last_failed_at >= :since)
-            ORDER BY id
-            """
-        )
+    @contextmanager
+    def exclusive(self) -> Iterator[None]:
+        """A session-level advisory lock, held on its own connection for the whole block."""
+        with translate_errors("taking the redrive lock"), self._engine.connect() as conn:
+            taken = conn.execute(sa.text("SELECT pg_try_advisory_lock(:k)"), {"k": REDRIVE_LOCK})
+            if not taken.scalar_one():
+                raise RedriveBusy("another redrive is running: wait for it to finish")
+            try:
+                yield
+            finally:
+                conn.execute(sa.text("SELECT pg_advisory_unlock(:k)"), {"k": REDRIVE_LOCK})
+                conn.commit()
+
+    def pending(
+        self, reason: Reason | None, since: datetime | None, after_id: int = 0, limit: int = 1000
+    ) -> list[ParkedRecord]:
+        """A page of pending dead letters from a topic (they carry a partition), oldest first."""
+        values = {
+            "reason": None if reason is None else str(reason),
+            "since": since,
+            "after": after_id,
+            "limit": limit,
+        }
         with translate_errors("reading dead letters"), self._engine.connect() as conn:
-            values = {"reason": None if reason is None else str(reason), "since": since}
-            rows = conn.execute(query, values).all()
+            rows = conn.execute(_PENDING, values).all()
         return [ParkedRecord(row.id, row.key, row.payload, row.reason, row.replays) for row in rows]
 
     def mark(self, ids: Sequence[int], status: DeadLetterStatus) -> None:
         """Set the status; a redriven one also counts one more redrive."""
+        if not ids:
+            return
         update = sa.text(
             """
             UPDATE dead_letters

@@ -12,6 +12,7 @@ from typing import Annotated, Optional
 import typer
 from pydantic import SecretStr
 from rich.console import Console
+from rich.table import Table
 
 from pipeline.config import (
     BatchSettings,
@@ -212,6 +213,9 @@ def redrive_command(
     ] = None,
     since: Annotated[str | None, typer.Option(help="Only those failed since (ISO time).")] = None,
     max_replays: Annotated[int, typer.Option(envvar="REDRIVE_MAX_REPLAYS")] = 3,
+    dry_run: Annotated[
+        bool, typer.Option(help="Only print what is pending, by reason; change nothing.")
+    ] = False,
     database_url: DatabaseUrl = None,
     bootstrap_servers: Bootstrap = None,
 ) -> None:
@@ -226,7 +230,18 @@ def redrive_command(
         _fail_cleanly(),
         bootstrap.redrive_app(_kafka(bootstrap_servers), _db(database_url)) as built,
     ):
-        result = redrive_dead_letters(built.store, built.republisher, reason, moment, max_replays)
+        result = redrive_dead_letters(
+            built.store, built.republisher, reason, moment, max_replays, dry_run=dry_run
+        )
+    if dry_run:
+        table = Table(title="Pending dead letters (dry run: nothing changed)")
+        table.add_column("reason")
+        table.add_column("pending", justify="right")
+        for name, pending in result.by_reason.most_common():
+            table.add_row(name, str(pending))
+        console.print(table)
+        console.print(f"would redrive {result.redriven}, would quarantine {result.quarantined}")
+        return
     console.print(f"redriven {result.redriven}, quarantined {result.quarantined}")
 
 
