@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from pydantic import SecretStr
 
 from ml_api.faults import FaultInjector
 from ml_api.main import create_app
@@ -162,7 +163,7 @@ def test_token_never_appears_in_responses_logs_or_settings(
     ]
     assert [r.status_code for r in responses] == [200, 401, 422, 503, 200]
     assert "rejected /admin/faults" in caplog.text
-    settings = ServiceSettings(enable_faults=True, faults_token=TOKEN)
+    settings = ServiceSettings(enable_faults=True, faults_token=SecretStr(TOKEN))
     for text in [r.text for r in responses] + [caplog.text, repr(settings), str(settings)]:
         assert TOKEN not in text
 

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from pydantic import ValidationError
+from pydantic import SecretStr, ValidationError
 
 from ml_api.main import create_app
 from ml_api.settings import ServiceSettings
@@ -59,7 +59,9 @@ def test_enabling_faults_without_a_token_is_refused(
     clean_environment: pytest.MonkeyPatch, token: str | None
 ) -> None:
     with pytest.raises(ValidationError, match="requires ML_API_FAULTS_TOKEN"):
-        ServiceSettings(enable_faults=True, faults_token=token)
+        ServiceSettings(
+            enable_faults=True, faults_token=None if token is None else SecretStr(token)
+        )
 
 
 def test_service_does_not_start_with_faults_enabled_and_no_token(

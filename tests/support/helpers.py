@@ -39,7 +39,7 @@ def pipeline_env(postgres_url: str, ml_api: MlApiProcess, **extra: str) -> dict[
     }
 
 
-def rows(engine: sa.Engine, query: str, **params: Any) -> list[sa.Row[Any]]:
+def rows(engine: sa.Engine, query: str, **params: Any) -> list[Any]:
     """Every row of a query."""
     with engine.connect() as conn:
         return list(conn.execute(sa.text(query), params))

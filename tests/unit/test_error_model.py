@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from uuid import UUID
 
 import pytest
@@ -13,7 +14,14 @@ from pipeline.domain.errors import (
     StoreMisconfigured,
 )
 from pipeline.domain.ids import TRANSACTION_NAMESPACE, parse_uuid, transaction_uuid
-from pipeline.domain.model import RawRecord, Reason, SourcePosition, Stage
+from pipeline.domain.model import (
+    Categorisation,
+    RawRecord,
+    Reason,
+    SourcePosition,
+    Stage,
+    Transaction,
+)
 from pipeline.service_layer.categorise import CategoriseRecords, UseCaseOptions
 from pipeline.service_layer.rejections import bounded_payload
 from tests.fakes import FakeCategoriser, InMemoryStore, valid_fields
@@ -168,7 +176,7 @@ class SlowCategoriser(FakeCategoriser):
         super().__init__()
         self.seconds = seconds
 
-    def categorise(self, transactions):  # type: ignore[no-untyped-def]
+    def categorise(self, transactions: Sequence[Transaction]) -> list[Categorisation]:
         time.sleep(self.seconds)
         return super().categorise(transactions)
 

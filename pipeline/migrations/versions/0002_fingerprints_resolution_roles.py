@@ -37,6 +37,11 @@ def upgrade() -> None:
             GRANT SELECT, INSERT, UPDATE, DELETE ON {_TABLES} TO {APP_ROLE};
             GRANT USAGE, SELECT ON SEQUENCE dead_letters_id_seq TO {APP_ROLE};
             GRANT SELECT ON alembic_version, categorised_transactions TO {APP_ROLE};
+            -- Tables and sequences later migrations create (as the role running them).
+            ALTER DEFAULT PRIVILEGES IN SCHEMA public
+              GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO {APP_ROLE};
+            ALTER DEFAULT PRIVILEGES IN SCHEMA public
+              GRANT USAGE, SELECT ON SEQUENCES TO {APP_ROLE};
           END IF;
           IF EXISTS (SELECT FROM pg_roles WHERE rolname = '{ANALYST_ROLE}') THEN
             GRANT SELECT ON categorised_transactions, dead_letters TO {ANALYST_ROLE};
