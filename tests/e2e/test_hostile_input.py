@@ -20,6 +20,16 @@ from tests.support.services import ROOT, MlApiProcess
 from tests.support.streaming import StreamEnv, stop, wait_for
 
 
+@pytest.fixture
+def stream(
+    kafka_bootstrap: str, postgres_url: str, ml_api: MlApiProcess, tmp_path: Path
+) -> StreamEnv:
+    """Topics of this test's own on the real broker, two partitions."""
+    env = StreamEnv(kafka_bootstrap, postgres_url, ml_api.url, partitions=2, logs=tmp_path)
+    env.create_topics()
+    return env
+
+
 def check_corpus_state(engine: sa.Engine) -> None:
     state = final_state(engine)
     assert state.stored_ids == corpus.expected_stored()
@@ -47,14 +57,8 @@ def test_the_hostile_files_end_in_the_expected_state_through_the_batch_cli(
 
 @pytest.mark.kafka
 def test_the_hostile_files_end_in_the_same_state_through_the_stream(
-    kafka_bootstrap: str,
-    postgres_url: str,
-    postgres_engine: sa.Engine,
-    ml_api: MlApiProcess,
-    tmp_path: Path,
+    stream: StreamEnv, postgres_engine: sa.Engine, tmp_path: Path
 ) -> None:
-    stream = StreamEnv(kafka_bootstrap, postgres_url, ml_api.url, partitions=3, logs=tmp_path)
-    stream.create_topics()
     day_one, day_two = corpus.write(tmp_path)
     consumer = stream.consumer()
     try:
@@ -69,15 +73,9 @@ def test_the_hostile_files_end_in_the_same_state_through_the_stream(
 
 @pytest.mark.kafka
 def test_hostile_events_are_dead_lettered_and_the_consumer_stays_alive_with_lag_0(
-    kafka_bootstrap: str,
-    postgres_url: str,
-    postgres_engine: sa.Engine,
-    ml_api: MlApiProcess,
-    tmp_path: Path,
+    stream: StreamEnv, postgres_engine: sa.Engine, tmp_path: Path
 ) -> None:
-    stream = StreamEnv(kafka_bootstrap, postgres_url, ml_api.url, partitions=2, logs=tmp_path)
-    stream.create_topics()
-    producer = Producer({"bootstrap.servers": kafka_bootstrap, "message.max.bytes": 2_000_000})
+    producer = Producer({"bootstrap.servers": stream.bootstrap, "message.max.bytes": 2_000_000})
     for event in corpus.EVENTS:
         producer.produce(stream.topic, value=event.value, headers=list(event.headers))
     assert producer.flush(30) == 0
@@ -122,18 +120,12 @@ def test_no_password_appears_in_the_output_of_a_failing_run(
 
 @pytest.mark.kafka
 def test_a_wrong_ml_endpoint_pauses_the_stream_commits_nothing_and_dead_letters_nothing(
-    kafka_bootstrap: str,
-    postgres_url: str,
-    postgres_engine: sa.Engine,
-    ml_api: MlApiProcess,
-    tmp_path: Path,
+    stream: StreamEnv, postgres_engine: sa.Engine, tmp_path: Path
 ) -> None:
-    stream = StreamEnv(kafka_bootstrap, postgres_url, ml_api.url, partitions=2, logs=tmp_path)
-    stream.create_topics()
     day_one, _ = corpus.write(tmp_path)
     assert stream.cli("produce", str(day_one), "--no-progress").returncode == 0
     log = tmp_path / f"{stream.topic}-misconfigured.log"
-    consumer = stream.consumer("misconfigured", ML_API_URL=f"{ml_api.url}/wrong/path")
+    consumer = stream.consumer("misconfigured", ML_API_URL=f"{stream.ml_api_url}/wrong/path")
     try:
         wait_for(lambda: log.exists() and "paused" in log.read_text(), 60, "the stream paused")
         assert consumer.poll() is None, "the consumer died"
