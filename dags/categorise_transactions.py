@@ -84,11 +84,13 @@ def categorise_transactions() -> None:
         # A hung call must not hold a pool slot forever; a chunk of 2,500 rows takes seconds.
         execution_timeout=pendulum.duration(minutes=30),
     )
-    def categorise_chunk(path: str, first_line: int, last_line: int) -> dict[str, Any]:
+    def categorise_chunk(
+        path: str, first_line: int, last_line: int, window: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
         from pipeline.entrypoints.airflow_tasks import run_chunk
 
         _mask_secrets()
-        return run_chunk(path, first_line, last_line)
+        return run_chunk(path, first_line, last_line, window)
 
     # all_done: a chunk that failed for good still gets the run recorded as failed.
     @task(trigger_rule=TriggerRule.ALL_DONE)

@@ -8,6 +8,9 @@ from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID, uuid4
 
+import polars as pl
+
+from pipeline.domain.chunks import RawChunk, chunk_of_records
 from pipeline.domain.errors import (
     CategoriserRejected,
     CategoriserUnavailable,
@@ -15,11 +18,13 @@ from pipeline.domain.errors import (
     StoreMisconfigured,
     StoreRejected,
 )
+from pipeline.domain.ids import transaction_uuid
 from pipeline.domain.model import (
     CATEGORIES,
     Categorisation,
     DeadLetterStatus,
     FileFacts,
+    FilePlan,
     Outcome,
     ParkedRecord,
     RawRecord,
@@ -28,8 +33,11 @@ from pipeline.domain.model import (
     RunKind,
     RunStatus,
     Transaction,
+    Window,
     content_fingerprint,
+    source_id_of,
 )
+from pipeline.domain.validation import transactions
 
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
 
@@ -65,17 +73,18 @@ class FakeCategoriser:
         self.fail_calls = set(fail_calls)
         self.calls: list[int] = []
 
-    def categorise(self, transactions: Sequence[Transaction]) -> list[Categorisation]:
-        self.calls.append(len(transactions))
+    def categorise_batch(self, batch: pl.DataFrame) -> pl.DataFrame:
+        self.calls.append(batch.height)
         if len(self.calls) in self.fail_calls:
             raise CategoriserUnavailable(f"fake outage on call {len(self.calls)}")
         if self.fail_first > 0:
             self.fail_first -= 1
             raise CategoriserUnavailable("fake outage")
-        bad = [t.source_id for t in transactions if t.source_id in self.refuse]
+        bad = [s for s in batch["source_id"].to_list() if s in self.refuse]
         if bad:
             raise CategoriserRejected(422, f"invalid items {bad}")
-        return [Categorisation(t.id, rule(t.id), "fake-v1") for t in transactions]
+        categories = [rule(UUID(i)) for i in batch["id"].to_list()]
+        return pl.DataFrame({"id": batch["id"], "category": categories, "model_version": "fake-v1"})
 
 
 class InMemoryStore:
@@ -94,20 +103,27 @@ class InMemoryStore:
         self.refuse_text = refuse_text
         self.refuse_all = refuse_all
 
-    def stored_fingerprints(self, ids: Sequence[UUID]) -> dict[UUID, str | None]:
-        return {
-            i: content_fingerprint(self.transactions[i]) for i in ids if i in self.categorisations
-        }
+    def stored(self, ids: pl.Series) -> pl.DataFrame:
+        found = [UUID(i) for i in ids.to_list() if UUID(i) in self.categorisations]
+        return pl.DataFrame(
+            {
+                "id": [str(i) for i in found],
+                "content_sha256": [content_fingerprint(self.transactions[i]) for i in found],
+            },
+            schema={"id": pl.String, "content_sha256": pl.String},
+        )
 
-    def save(self, pairs: Sequence[tuple[Transaction, Categorisation]]) -> None:
+    def upsert(self, rows: pl.DataFrame) -> None:
         if self.refuse_all:
             raise StoreMisconfigured("cannot execute INSERT in a read-only transaction")
-        if self.refuse_text and any(self.refuse_text in t.description for t, _ in pairs):
+        if self.refuse_text and any(self.refuse_text in d for d in rows["description"].to_list()):
             raise StoreRejected("invalid byte sequence for encoding UTF8")
         self.saves += 1
-        for transaction, categorisation in pairs:
+        for transaction, (category, version) in zip(
+            transactions(rows), rows.select("category", "model_version").iter_rows(), strict=True
+        ):
             self.transactions[transaction.id] = transaction
-            self.categorisations[transaction.id] = categorisation
+            self.categorisations[transaction.id] = Categorisation(transaction.id, category, version)
         self.resolved.update(
             r.transaction_id
             for r in self.dead_letters.values()
@@ -288,22 +304,43 @@ class InMemoryRunLog:
 
 
 class InMemoryFile:
-    """TransactionFile over raw records numbered by line (the header is line 1)."""
+    """TransactionFile over raw records numbered by line (the header is line 1); its plan is
+    windows of lines (offsets are record indexes) with the repeated ids found in memory."""
 
     def __init__(self, records: Sequence[RawRecord], path: str = "mem.csv") -> None:
         self._records = list(records)
         self.path = path
-        self.reads: list[tuple[int, int | None]] = []
+        self.reads: list[tuple[int, int]] = []
 
     def facts(self) -> FileFacts:
         return FileFacts(self.path, 0, ("id",))
 
-    def records(self, first_line: int = 0, last_line: int | None = None) -> Iterator[RawRecord]:
-        self.reads.append((first_line, last_line))
+    def plan(self, rows_per_window: int) -> FilePlan:
+        repeated, seen = [], set()
         for record in self._records:
-            line = record.position.line or 0
-            if first_line <= line and (last_line is None or line <= last_line):
-                yield record
+            source_id = source_id_of(record)
+            if not source_id:
+                continue
+            key = transaction_uuid(source_id)
+            if key in seen:
+                repeated.append(record.position.line or 0)
+            seen.add(key)
+        windows = []
+        for start in range(0, len(self._records), rows_per_window):
+            part = self._records[start : start + rows_per_window]
+            first, last = part[0].position.line or 0, part[-1].position.line or 0
+            mine = tuple(line for line in repeated if first <= line <= last)
+            windows.append(Window(start, start + len(part), first, last, len(part), "", mine))
+        return FilePlan(self.path, len(self._records), "", tuple(windows))
+
+    def chunks(self, plan: FilePlan, window: Window, chunk_rows: int) -> Iterator[RawChunk]:
+        self.reads.append((window.start, window.end))
+        part = self._records[window.start : window.end]
+        for start in range(0, len(part), chunk_rows):
+            batch = part[start : start + chunk_rows]
+            flags = [(r.position.line or 0) in window.repeated for r in batch]
+            chunk = chunk_of_records(batch)
+            yield RawChunk(chunk.frame, chunk.record, pl.Series(flags, dtype=pl.Boolean))
 
     def estimate_rows(self) -> int:
         return len(self._records)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import logging
 import time
 from collections.abc import Sequence
@@ -9,7 +10,7 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 import httpx
-import orjson
+import polars as pl
 from tenacity import (
     before_sleep_log,
     retry,
@@ -25,11 +26,12 @@ from pipeline.domain.errors import (
     CategoriserRejected,
     CategoriserUnavailable,
 )
+from pipeline.domain.fingerprints import iso_utc
+from pipeline.domain.frames import transactions_frame
 from pipeline.domain.model import CATEGORIES, Categorisation, Transaction
 
 logger = logging.getLogger(__name__)
 
-_KNOWN = frozenset(CATEGORIES)
 _TRANSIENT_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
 # Answers about the endpoint, never about a record: the wrong URL, auth in the way, a method
 # or media type the model does not serve. Every call would get the same.
@@ -77,15 +79,25 @@ class HttpCategoriser:
             reraise=True,
         )(self._post_once)
 
+    def categorise_batch(self, batch: pl.DataFrame) -> pl.DataFrame:
+        """`category` and `model_version` per row, in order: the JSON body is written by
+        polars and the answer read by polars, no Python object per transaction."""
+        if not batch.height:
+            return pl.DataFrame(schema=_ANSWER_SCHEMA)
+        response = self._post(request_body(batch))
+        return _check_answer(batch["id"], response.content, response.version)
+
     def categorise(self, transactions: Sequence[Transaction]) -> list[Categorisation]:
-        """One categorisation per transaction, in the same order."""
+        """One categorisation per transaction object, in the same order (tools and tests)."""
         if not transactions:
             return []
-        ids = [str(t.id) for t in transactions]
-        response = self._post(
-            orjson.dumps([_payload(i, t) for i, t in zip(ids, transactions, strict=True)])
-        )
-        return _check_answer(ids, transactions, response.content, response.version)
+        answer = self.categorise_batch(transactions_frame(transactions))
+        return [
+            Categorisation(t.id, category, version)
+            for t, (category, version) in zip(
+                transactions, answer.select("category", "model_version").iter_rows(), strict=True
+            )
+        ]
 
     def _post_once(self, body: bytes) -> _Answer:
         """One call, bounded in total (not only per read: a trickling answer is cut too)."""
@@ -121,40 +133,58 @@ class _Answer(NamedTuple):
     content: bytes
 
 
-def _payload(transaction_id: str, transaction: Transaction) -> dict[str, object]:
-    return {
-        "id": transaction_id,
-        "description": transaction.description,
-        "amount": str(transaction.amount),
-        "timestamp": transaction.timestamp.isoformat(),
-        "merchant": transaction.merchant,
-        "operation_type": transaction.operation_type,
-        "side": transaction.side.value,
-    }
+def request_body(batch: pl.DataFrame) -> bytes:
+    """The /predict body for a batch: a JSON array of items, built as one column."""
+    cents = pl.col("amount_cents")
+    amount = pl.concat_str(
+        [
+            pl.when(cents < 0).then(pl.lit("-")).otherwise(pl.lit("")),
+            (cents.abs() // 100).cast(pl.String),
+            pl.lit("."),
+            (cents.abs() % 100).cast(pl.String).str.pad_start(2, "0"),
+        ]
+    )
+    items = batch.select(
+        pl.struct(
+            id="id",
+            description="description",
+            amount=amount,
+            timestamp=iso_utc(pl.col("occurred_at")),
+            merchant="merchant",
+            operation_type="operation_type",
+            side="side",
+        ).struct.json_encode()
+    ).to_series()
+    joined: str = items.str.join(",").item()
+    return b"[" + joined.encode() + b"]"
 
 
-def _check_answer(
-    ids: list[str], transactions: Sequence[Transaction], content: bytes, version: str
-) -> list[Categorisation]:
+def _check_answer(ids: pl.Series, content: bytes, version: str) -> pl.DataFrame:
+    """One known category per id sent, whatever the order of the answer."""
     try:
-        items = orjson.loads(content)
-        answer = {item["transaction_id"]: item["category"] for item in items}
-    except (orjson.JSONDecodeError, TypeError, KeyError) as exc:
-        raise CategoriserContractError(f"unreadable ML API answer: {exc!r}") from exc
-    if len(items) != len(transactions) or len(answer) != len(transactions):
+        answer = pl.read_json(io.BytesIO(content), schema=_WIRE_SCHEMA)
+    except (pl.exceptions.PolarsError, ValueError, TypeError) as exc:
+        raise CategoriserContractError(f"unreadable ML API answer: {exc!r}"[:500]) from exc
+    unique = answer["transaction_id"].n_unique()
+    if answer.height != ids.len() or unique != ids.len():
         raise CategoriserContractError(
-            f"sent {len(transactions)} transactions, got {len(items)} answers ({len(answer)} ids)"
+            f"sent {ids.len()} transactions, got {answer.height} answers ({unique} ids)"
         )
-    result = []
-    for transaction_id, transaction in zip(ids, transactions, strict=True):
-        # Ids were sent in canonical form and come back so; anything else is a contract error.
-        category = answer.get(transaction_id)
-        if category not in _KNOWN:
-            raise CategoriserContractError(
-                f"{transaction.id}: missing or unknown category {category!r}"
-            )
-        result.append(Categorisation(transaction.id, category, version))
-    return result
+    # Ids were sent in canonical form and come back so; anything else is a contract error.
+    joined = pl.DataFrame({"transaction_id": ids}).join(answer, on="transaction_id", how="left")
+    bad = joined.filter(~pl.col("category").is_in(CATEGORIES) | pl.col("category").is_null())
+    if bad.height:
+        transaction_id, category = bad.row(0)
+        raise CategoriserContractError(
+            f"{transaction_id}: missing or unknown category {category!r}"
+        )
+    return joined.select(
+        id="transaction_id", category="category", model_version=pl.lit(version, pl.String)
+    )
+
+
+_WIRE_SCHEMA = {"transaction_id": pl.String, "category": pl.String}
+_ANSWER_SCHEMA = {"id": pl.String, "category": pl.String, "model_version": pl.String}
 
 
 def _safe_url(url: httpx.URL) -> str:

@@ -81,5 +81,10 @@ class ConfigurationError(PipelineError):
     """The pipeline cannot start: missing file, database schema behind, bad settings."""
 
 
+class FileChanged(ConfigurationError):
+    """The file differs from what was planned (replaced, truncated, appended to): a window
+    would mix two files, so nothing of it is processed."""
+
+
 class RunFailed(PipelineError):
     """A run is recorded as failed: too many rows rejected, or chunks that never finished."""

@@ -4,8 +4,11 @@ with uuid5, so distinct source ids never share a transaction id."""
 from __future__ import annotations
 
 import re
-from hashlib import sha1
+from _sha1 import sha1  # the interpreter's own SHA-1: cheaper to start than OpenSSL's per id
 from uuid import UUID, SafeUUID
+
+import numpy as np
+import polars as pl
 
 # uuid5(NAMESPACE_URL, "urn:txcat:transaction"), fixed forever: changing it would give every
 # stored transaction a new id, so every replay would become a duplicate.
@@ -20,6 +23,8 @@ _VERSION_5_RFC_4122 = (5 << 76) | (0x8000 << 48)
 _HEX = "[0-9a-fA-F]"
 _BODY = f"(?:{_HEX}{{8}}-{_HEX}{{4}}-{_HEX}{{4}}-{_HEX}{{4}}-{_HEX}{{12}}|{_HEX}{{32}})"
 _STANDARD_UUID = re.compile(f"(?:[uU][rR][nN]:[uU][uU][iI][dD]:)?({_BODY})|\\{{({_BODY})\\}}")
+# The same spellings for polars (Rust regex: \A and \z anchor the whole text).
+_STANDARD_UUID_COLUMN = f"\\A(?:(?i:urn:uuid:)?{_BODY}|\\{{{_BODY}\\}})\\z"
 
 
 def parse_uuid(text: str) -> UUID | None:
@@ -37,11 +42,52 @@ def transaction_uuid(source_id: str) -> UUID:
         parsed = parse_uuid(text)
         if parsed is not None:
             return parsed
-    # uuid.uuid5 spelled out (same value, checked by the tests) without UUID.__init__'s checks,
-    # which cost more than the hash itself on the batch hot path.
-    digest = sha1(_NAMESPACE_BYTES + text.encode("utf-8", "surrogatepass"), usedforsecurity=False)
+    # uuid.uuid5 spelled out (same value, checked by the tests) without UUID.__init__'s checks.
+    digest = sha1(_NAMESPACE_BYTES + text.encode("utf-8", "surrogatepass"))
     value = int.from_bytes(digest.digest()[:16]) & _CLEAR_VERSION_AND_VARIANT | _VERSION_5_RFC_4122
     uuid = object.__new__(UUID)
     object.__setattr__(uuid, "int", value)
     object.__setattr__(uuid, "is_safe", SafeUUID.unknown)
     return uuid
+
+
+def transaction_keys(source_ids: pl.Series) -> pl.Series:
+    """The transaction UUID of each (already stripped) source id, as 32 lowercase hex digits.
+
+    The same value as `transaction_uuid(...).hex`, a column at a time: standard UUID spellings
+    are rewritten by string expressions; the others are hashed with SHA-1 (uuid5), the one
+    step with no column form in polars, in one Python loop, then fixed up with numpy.
+    """
+    texts = source_ids.fill_null("")
+    spelled = texts.str.contains(_STANDARD_UUID_COLUMN)
+    keys = (
+        texts.str.to_lowercase()
+        .str.replace("urn:uuid:", "", literal=True)
+        .str.replace_all(r"[{}\-]", "")
+    )
+    hashed = texts.filter(~spelled)
+    if hashed.len():
+        namespace = _NAMESPACE_BYTES
+        digests = b"".join(
+            [sha1(namespace + text.encode("utf-8")).digest() for text in hashed.to_list()]
+        )
+        table = np.frombuffer(digests, np.uint8).reshape(-1, 20)[:, :16].copy()
+        table[:, 6] = (table[:, 6] & 0x0F) | 0x50  # version 5
+        table[:, 8] = (table[:, 8] & 0x3F) | 0x80  # RFC 4122 variant
+        hexes = pl.Series(np.frombuffer(table.tobytes().hex().encode(), "S32")).cast(pl.String)
+        keys = keys.scatter(np.flatnonzero(~spelled.to_numpy()), hexes)
+    return keys.rename("id_hex")
+
+
+def uuid_text(hexes: pl.Expr) -> pl.Expr:
+    """The canonical 8-4-4-4-12 spelling of 32 hex digits."""
+    return pl.concat_str(
+        [
+            hexes.str.slice(0, 8),
+            hexes.str.slice(8, 4),
+            hexes.str.slice(12, 4),
+            hexes.str.slice(16, 4),
+            hexes.str.slice(20, 12),
+        ],
+        separator="-",
+    )

@@ -8,10 +8,13 @@ from datetime import datetime
 from typing import Any, Protocol
 from uuid import UUID
 
+import polars as pl
+
+from pipeline.domain.chunks import RawChunk
 from pipeline.domain.model import (
-    Categorisation,
     DeadLetterStatus,
     FileFacts,
+    FilePlan,
     Outcome,
     ParkedRecord,
     RawRecord,
@@ -19,7 +22,7 @@ from pipeline.domain.model import (
     Rejection,
     RunKind,
     RunStatus,
-    Transaction,
+    Window,
 )
 
 
@@ -32,14 +35,18 @@ class TransactionSource(Protocol):
 
 
 class TransactionFile(Protocol):
-    """A file of records that can be read whole or by a window of its lines."""
+    """A file of records, planned once into windows that are then read alone, chunk by chunk."""
 
     def facts(self) -> FileFacts:
         """Cheap checks (exists, readable, header): raise ConfigurationError if unusable."""
         ...
 
-    def records(self, first_line: int = 0, last_line: int | None = None) -> Iterator[RawRecord]:
-        """Yield the records starting on lines [first_line, last_line], in file order."""
+    def plan(self, rows_per_window: int) -> FilePlan:
+        """Windows of about `rows_per_window` records at record boundaries, in one pass."""
+        ...
+
+    def chunks(self, plan: FilePlan, window: Window, chunk_rows: int) -> Iterator[RawChunk]:
+        """The window's records as chunks; raise FileChanged if the file is not as planned."""
         ...
 
     def estimate_rows(self) -> int:
@@ -50,8 +57,9 @@ class TransactionFile(Protocol):
 class Categoriser(Protocol):
     """The ML service that gives each transaction a category."""
 
-    def categorise(self, transactions: Sequence[Transaction]) -> list[Categorisation]:
-        """Return one categorisation per transaction, or raise.
+    def categorise_batch(self, batch: pl.DataFrame) -> pl.DataFrame:
+        """`category` and `model_version` for each row of `batch` (valid transactions, as
+        `validation.VALID_COLUMNS`), in the same order; or raise.
 
         Raises TransientError when the service is unavailable (after its own retries) and
         PermanentError when it refuses this batch for its content.
@@ -60,15 +68,16 @@ class Categoriser(Protocol):
 
 
 class TransactionStore(Protocol):
-    """Durable storage of transactions and their categories."""
+    """Durable storage of categorised transactions."""
 
-    def stored_fingerprints(self, ids: Sequence[UUID]) -> dict[UUID, str | None]:
-        """For each of `ids` already stored and categorised, its content fingerprint
-        (None when it was stored before fingerprints were recorded)."""
+    def stored(self, ids: pl.Series) -> pl.DataFrame:
+        """(`id`, `content_sha256`) of each of `ids` (canonical UUID text) already stored and
+        categorised; the fingerprint is null for rows stored before fingerprints existed."""
         ...
 
-    def save(self, pairs: Sequence[tuple[Transaction, Categorisation]]) -> None:
-        """Upsert transactions and categorisations in one database transaction (idempotent)."""
+    def upsert(self, rows: pl.DataFrame) -> None:
+        """Upsert categorised transactions (`validation.VALID_COLUMNS` + `content_sha256`,
+        `category`, `model_version`) in one database transaction (idempotent)."""
         ...
 
 

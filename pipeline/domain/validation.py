@@ -1,30 +1,49 @@
-"""Turn raw records into validated transactions, or say precisely why not."""
+"""The validation rules and their reasons, applied to a whole chunk at once.
+
+Read RULES below as a table: each rule is a named condition on the record's fields, the reason
+a failing record is dead-lettered with, and the detail it carries. The first rule a record
+fails decides its reason, in the order of the table (the same order as the fields are read).
+Rows are polars columns: `pl.col("x")` is "field x of every record"; the conditions read like
+the sentences in the comments beside them.
+"""
 
 from __future__ import annotations
 
-import re
-from collections.abc import Mapping
+import math
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, tzinfo
-from decimal import Decimal, InvalidOperation
+from datetime import UTC, datetime, timedelta, timezone
+from decimal import Decimal
 from typing import NamedTuple
+from uuid import UUID
 from zoneinfo import ZoneInfo
 
+import polars as pl
+
+from pipeline.domain.chunks import TEXT_FIELDS, raw_frame, records_frame
 from pipeline.domain.errors import InvalidRecord
-from pipeline.domain.ids import transaction_uuid
-from pipeline.domain.model import RawRecord, Reason, RecordWarning, Side, Transaction, raw_source_id
+from pipeline.domain.ids import transaction_keys, uuid_text
+from pipeline.domain.model import RawRecord, Reason, RecordWarning, Side, Transaction
 
 REQUIRED_FIELDS = ("id", "description", "amount", "timestamp", "operation_type", "side")
-_TEXT_FIELDS = ("id", "description", "timestamp", "merchant", "operation_type", "side")
 KNOWN_OPERATION_TYPES = frozenset({"payment", "direct_debit", "transfer", "refund"})
-_SIDES = {side.value: side for side in Side}
-_DEBIT, _CREDIT = Side.DEBIT, Side.CREDIT  # enum attribute lookups are slow on the hot path
-_AMOUNT = re.compile(r"[+-]?\d+(?:[.,]\d{1,2})?", re.ASCII)
-# What PostgreSQL text cannot hold (NUL, lone surrogates) and control bytes no description
-# carries; tab, newline and carriage return stay (quoted CSV fields may span lines).
-_UNSTORABLE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ud800-\udfff]")
 EARLIEST = datetime(1900, 1, 1, tzinfo=UTC)
 LATEST = datetime(2200, 1, 1, tzinfo=UTC)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+# Python's str.strip() whitespace (it includes the separators \x1c-\x1f; polars' default does
+# not), so a field is stripped exactly as the row-by-row rules always did.
+PY_WHITESPACE = "".join(chr(c) for c in range(0x110000) if chr(c).isspace())
+# What PostgreSQL text cannot hold (NUL) and control bytes no description carries; tab, newline
+# and carriage return stay (quoted CSV fields may span lines).
+UNSTORABLE = "[\\x00-\\x08\\x0B\\x0C\\x0E-\\x1F\\x7F]"
+# A decimal number with a comma or a point and at most two decimals, ASCII digits only.
+AMOUNT_PATTERN = r"\A([+-]?)([0-9]+)(?:[.,]([0-9]{1,2}))?\z"
+# The timestamp spelling nearly every file uses; any other goes through datetime.fromisoformat.
+COMMON_TIMESTAMP = (
+    r"\A[0-9]{4}-[0-9]{2}-[0-9]{2}[T ][0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]{1,6})?"
+    r"(?:Z|[+-][0-9]{2}:[0-9]{2})?\z"
+)
+_NUMBER_TYPES = ("int", "float")  # a JSON number is read as text in any text field
 
 
 @dataclass(frozen=True)
@@ -37,6 +56,178 @@ class ValidationRules:
     max_text_length: int = 500
     known_operation_types: frozenset[str] = field(default=KNOWN_OPERATION_TYPES)
 
+    def __post_init__(self) -> None:
+        limit = Decimal(10) ** 14  # numeric(16,2) holds less; cents then fit in 64 bits
+        if not -limit <= self.min_amount <= self.max_amount <= limit:
+            raise ValueError(f"amount bounds must lie within ±{limit}")
+
+
+class Rule(NamedTuple):
+    """A rule: when `fails` holds for a record, it is rejected with `reason` and `detail`."""
+
+    name: str
+    reason: Reason
+    fails: pl.Expr
+    detail: pl.Expr
+
+
+def text(name: str) -> pl.Expr:
+    """Field `name` as stripped text ("" when absent)."""
+    return pl.col(name).fill_null("").str.strip_chars(PY_WHITESPACE)
+
+
+def _quoted(expr: pl.Expr) -> pl.Expr:
+    return pl.format("'{}'", expr.str.slice(0, 40))
+
+
+def field_rules(limit: int) -> list[Rule]:
+    """Per text field, in order: must be text, at most `limit` characters, present."""
+    rules = []
+    for name in TEXT_FIELDS:
+        kind = pl.col(f"{name}_type")
+        rules.append(
+            Rule(
+                f"{name} is text",  # a string, or a number written as text
+                Reason.INVALID_FIELD,
+                kind.is_not_null() & ~kind.is_in(_NUMBER_TYPES),
+                pl.format(f"{name} must be text, not {{}}", kind),
+            )
+        )
+        rules.append(
+            Rule(
+                f"{name} fits",
+                Reason.FIELD_TOO_LONG,
+                text(name).str.len_chars() > limit,
+                pl.format(f"{name} has {{}} characters (max {limit})", text(name).str.len_chars()),
+            )
+        )
+        if name != "merchant":  # the only optional field
+            rules.append(
+                Rule(
+                    f"{name} is present",
+                    Reason.MISSING_FIELD,
+                    text(name) == "",
+                    pl.lit(f"{name} is missing or empty"),
+                )
+            )
+    return rules
+
+
+def storable_rule() -> Rule:
+    """No text field holds a character a database cannot store (checked before any ML call)."""
+    offending = pl.coalesce(
+        [
+            pl.when(text(name).str.contains(UNSTORABLE)).then(
+                pl.format(
+                    f"{name} holds the character U+00{{}}",
+                    text(name).str.extract(f"({UNSTORABLE})").str.encode("hex").str.to_uppercase(),
+                )
+            )
+            for name in TEXT_FIELDS
+        ]
+    )
+    return Rule("text is storable", Reason.INVALID_TEXT, offending.is_not_null(), offending)
+
+
+def amount_rules(rules: ValidationRules) -> list[Rule]:
+    """The amount is present, a number, a decimal with a comma or a point, within bounds."""
+    raw = pl.col("amount")
+    kind = pl.col("amount_type")
+    number = text("amount")
+    low = math.ceil(rules.min_amount * 100)
+    high = math.floor(rules.max_amount * 100)
+    return [
+        Rule(
+            "amount is present",
+            Reason.MISSING_FIELD,
+            (raw.is_null() & kind.is_null()) | (raw.is_not_null() & (number == "")),
+            pl.lit("amount is missing or empty"),
+        ),  # fmt: skip
+        Rule(
+            "amount is a number",
+            Reason.INVALID_AMOUNT,
+            kind.is_not_null(),
+            pl.format("amount of type {} is not a number", kind),
+        ),  # fmt: skip
+        Rule(
+            "amount is a decimal",
+            Reason.INVALID_AMOUNT,
+            ~number.str.contains(AMOUNT_PATTERN),
+            pl.format("amount {} is not a decimal number", _quoted(number)),
+        ),  # fmt: skip
+        Rule(
+            "amount is within bounds",
+            Reason.AMOUNT_OUT_OF_BOUNDS,
+            amount_cents(number).is_null() | ~amount_cents(number).is_between(low, high),
+            pl.format(
+                f"amount {{}} outside [{rules.min_amount}, {rules.max_amount}]",
+                number.str.replace(",", ".", literal=True),
+            ),
+        ),  # fmt: skip
+    ]
+
+
+def amount_cents(number: pl.Expr) -> pl.Expr:
+    """The amount in cents (null past 15 integer digits: out of any bound we accept)."""
+    units = number.str.extract(AMOUNT_PATTERN, 2).str.strip_chars_start("0")
+    cents = number.str.extract(AMOUNT_PATTERN, 3).fill_null("").str.pad_end(2, "0")
+    value = units.replace("", "0").cast(pl.Int64, strict=False) * 100 + cents.cast(pl.Int64)
+    value = pl.when(units.str.len_chars() <= 15).then(value)
+    return pl.when(number.str.extract(AMOUNT_PATTERN, 1) == "-").then(-value).otherwise(value)
+
+
+def side_rule() -> Rule:
+    """The side is debit or credit, in any case."""
+    side = text("side").str.to_lowercase()
+    return Rule("side is debit or credit", Reason.INVALID_SIDE, ~side.is_in(["debit", "credit"]),
+                pl.format("side {} is not debit or credit", _quoted(text("side"))))  # fmt: skip
+
+
+def timestamp_rules() -> list[Rule]:
+    """The timestamp is ISO 8601 (see `timestamps`) and lies in [1900, 2200)."""
+    moment = pl.col("occurred_at_us")
+    low, high = _micros(EARLIEST), _micros(LATEST)
+    stamp = _quoted(text("timestamp"))
+    return [
+        Rule(
+            "timestamp is ISO 8601",
+            Reason.INVALID_TIMESTAMP,
+            moment.is_null(),
+            pl.format("timestamp {} is not ISO 8601", stamp),
+        ),  # fmt: skip
+        Rule(
+            "timestamp is in range",
+            Reason.INVALID_TIMESTAMP,
+            ~moment.is_between(low, high - 1),
+            pl.format(f"timestamp {{}} outside [{EARLIEST.year}, {LATEST.year})", stamp),
+        ),  # fmt: skip
+    ]
+
+
+def rules_table(rules: ValidationRules) -> list[Rule]:
+    """Every rule, in the order records are checked."""
+    return [
+        *field_rules(rules.max_text_length),
+        storable_rule(),
+        *amount_rules(rules),
+        side_rule(),
+        *timestamp_rules(),
+    ]
+
+
+def _micros(moment: datetime) -> int:
+    return (moment - _EPOCH) // _ONE_MICROSECOND
+
+
+_ONE_MICROSECOND = datetime(1970, 1, 1, 0, 0, 0, 1, tzinfo=UTC) - _EPOCH
+
+
+class Checked(NamedTuple):
+    """A checked chunk: its valid transactions and its rejects (row, reason, detail)."""
+
+    valid: pl.DataFrame
+    rejected: pl.DataFrame
+
 
 class Validated(NamedTuple):
     """A transaction plus the non-blocking observations made while validating it."""
@@ -46,118 +237,168 @@ class Validated(NamedTuple):
     new_operation_type: str | None = None
 
 
+# The columns of a valid chunk, as the ports receive it.
+VALID_COLUMNS = (
+    "row", "id_hex", "id", "source_id", "description", "amount_cents", "occurred_at",
+    "merchant", "operation_type", "side", "sign_disagrees", "new_operation_type", "utc_offset_s",
+)  # fmt: skip
+
+
 class Validator:
-    """Validates raw records against the rules; raises InvalidRecord with a reason code."""
+    """Applies the rules to chunks (columns) or, for one record, raises InvalidRecord."""
 
     def __init__(self, rules: ValidationRules | None = None) -> None:
         self.rules = rules or ValidationRules()
-        self._zone: tzinfo = ZoneInfo(self.rules.default_timezone)
+        self.table = rules_table(self.rules)
+        self._zone = self.rules.default_timezone
+
+    def check(self, raw: pl.DataFrame) -> Checked:
+        """Validate every row of a raw chunk (see `pipeline.domain.chunks`) at once."""
+        frame = timestamps(raw_frame(raw).with_row_index("row"), self._zone)
+        reason = pl.lit(None, pl.String)
+        detail = pl.lit(None, pl.String)
+        for rule in reversed(self.table):  # built inside out: the first rule is tested first
+            reason = pl.when(rule.fails).then(pl.lit(str(rule.reason))).otherwise(reason)
+            detail = pl.when(rule.fails).then(rule.detail).otherwise(detail)
+        parsed = pl.col("parse_error").is_not_null()
+        frame = frame.with_columns(
+            reason=pl.when(parsed).then(pl.col("parse_reason")).otherwise(reason),
+            detail=pl.when(parsed).then(pl.col("parse_error")).otherwise(detail),
+        )
+        rejected = frame.filter(pl.col("reason").is_not_null()).select(
+            "row",
+            "reason",
+            "detail",
+            stage=pl.when(parsed).then(pl.lit("parse")).otherwise(pl.lit("validate")),
+        )
+        valid = self._transactions(frame.filter(pl.col("reason").is_null()))
+        return Checked(valid, rejected)
+
+    def _transactions(self, frame: pl.DataFrame) -> pl.DataFrame:
+        cents = amount_cents(text("amount"))
+        side = text("side").str.to_lowercase()
+        frame = frame.select(
+            "row",
+            source_id=text("id"),
+            description=text("description"),
+            amount_cents=cents,
+            occurred_at=pl.col("occurred_at_us").cast(pl.Datetime("us", "UTC")),
+            utc_offset_s="utc_offset_s",
+            merchant=pl.when(text("merchant") != "").then(text("merchant")),
+            operation_type=text("operation_type"),
+            side=side,
+            sign_disagrees=((side == "debit") & (cents > 0)) | ((side == "credit") & (cents < 0)),
+            new_operation_type=~text("operation_type").is_in(
+                sorted(self.rules.known_operation_types)
+            ),
+        )
+        frame = frame.with_columns(transaction_keys(frame["source_id"]))
+        return frame.with_columns(id=uuid_text(pl.col("id_hex"))).select(VALID_COLUMNS)
 
     def validate(self, record: RawRecord) -> Validated:
-        """Validate one record; the first failing field decides the reason."""
-        if record.fields is None:
-            raise InvalidRecord(
-                record.parse_reason, record.parse_error or "record could not be parsed"
+        """Validate one record (the same rules); raise InvalidRecord with its reason."""
+        checked = self.check(records_frame([record]))
+        if checked.rejected.height:
+            reason, detail = checked.rejected.row(0)[1:3]
+            raise InvalidRecord(Reason(reason), detail)
+        [transaction] = transactions(checked.valid)
+        row = checked.valid.row(0, named=True)
+        warnings = (RecordWarning.SIGN_DISAGREES_WITH_SIDE,) if row["sign_disagrees"] else ()
+        new_type = transaction.operation_type if row["new_operation_type"] else None
+        return Validated(transaction, warnings, new_type)
+
+
+def timestamps(frame: pl.DataFrame, zone: str) -> pl.DataFrame:
+    """Add `occurred_at_us`: the timestamp as UTC microseconds, null when not ISO 8601.
+
+    The common spelling (date, time to the second, optional fraction and offset) is parsed as
+    columns; any other text goes through Python's `datetime.fromisoformat` one row at a time,
+    which accepts a dozen more ISO forms (week dates, basic format, any separator…) that have
+    no column form, and is what decides that a timestamp is not ISO 8601.
+    """
+    stamp = text("timestamp")
+    seconds = stamp.str.slice(17, 2).cast(pl.Int64, strict=False)
+    local = (
+        pl.concat_str([stamp.str.slice(0, 10), pl.lit("T"), stamp.str.slice(11, 8)])
+        .str.strptime(pl.Datetime("us"), "%Y-%m-%dT%H:%M:%S", strict=False)
+        .dt.epoch("us")
+    )
+    fraction = stamp.str.extract(r"\.([0-9]{1,6})", 1).str.pad_end(6, "0").cast(pl.Int64)
+    sign = stamp.str.extract(r"([+-])[0-9]{2}:[0-9]{2}\z", 1)
+    hours = stamp.str.extract(r"([0-9]{2}):[0-9]{2}\z", 1).cast(pl.Int64, strict=False)
+    minutes = stamp.str.extract(r"[0-9]{2}:([0-9]{2})\z", 1).cast(pl.Int64, strict=False)
+    offset_us = (hours * 3600 + minutes * 60) * 1_000_000
+    offset_us = pl.when(sign == "-").then(-offset_us).otherwise(offset_us)
+    local_us = local + fraction.fill_null(0)
+    aware = stamp.str.ends_with("Z") | sign.is_not_null()
+    naive = _naive_in(local_us, zone)
+    common = (
+        stamp.str.contains(COMMON_TIMESTAMP)
+        & (seconds <= 59)
+        & (sign.is_null() | ((hours <= 23) & (minutes <= 59)))
+    )
+    utc = pl.when(aware).then(local_us - offset_us.fill_null(0)).otherwise(naive)
+    frame = frame.with_columns(occurred_at_us=pl.when(common).then(utc), local_us=local_us)
+    frame = frame.with_columns(
+        utc_offset_s=((pl.col("local_us") - pl.col("occurred_at_us")) // 1_000_000).cast(pl.Int32)
+    ).drop("local_us")
+    return _iso_fallback(frame, ZoneInfo(zone))
+
+
+def _naive_in(local_us: pl.Expr, zone: str) -> pl.Expr:
+    """Naive local time in `zone` as UTC microseconds; null in a DST gap (Python decides)."""
+    if zone == "UTC":
+        return local_us
+    moment = local_us.cast(pl.Datetime("us")).dt.replace_time_zone(
+        zone, ambiguous="earliest", non_existent="null"
+    )
+    return moment.dt.epoch("us")
+
+
+def _iso_fallback(frame: pl.DataFrame, zone: ZoneInfo) -> pl.DataFrame:
+    todo = frame.filter(pl.col("occurred_at_us").is_null() & (text("timestamp") != ""))
+    if todo.is_empty():
+        return frame
+    stamps = todo.select(text("timestamp")).to_series().to_list()
+    parsed = [_iso_micros(s, zone) for s in stamps]
+    fixed = pl.DataFrame(
+        {
+            "row": todo["row"],
+            "occurred_at_us": pl.Series([p[0] for p in parsed], dtype=pl.Int64),
+            "utc_offset_s": pl.Series([p[1] for p in parsed], dtype=pl.Int32),
+        }
+    )
+    return frame.update(fixed, on="row")
+
+
+def _iso_micros(stamp: str, zone: ZoneInfo) -> tuple[int | None, int | None]:
+    try:
+        moment = datetime.fromisoformat(stamp)
+    except ValueError:
+        return None, None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=zone)
+    offset = moment.utcoffset()
+    seconds = int(offset.total_seconds()) if offset is not None else 0
+    return _micros(moment), seconds
+
+
+def transactions(valid: pl.DataFrame) -> list[Transaction]:
+    """The valid rows as Transaction objects (for callers that want objects: tests, tools)."""
+    result = []
+    for row in valid.iter_rows(named=True):
+        result.append(
+            Transaction(
+                id=UUID(row["id"]),
+                source_id=row["source_id"],
+                description=row["description"],
+                amount=Decimal(row["amount_cents"]).scaleb(-2),
+                timestamp=row["occurred_at"].astimezone(
+                    timezone(timedelta(seconds=row["utc_offset_s"]))
+                ),
+                merchant=row["merchant"],
+                operation_type=row["operation_type"],
+                side=Side(row["side"]),
             )
-        text = self._texts(record.fields)
-        _check_storable(text)
-        amount = self._amount(record.fields.get("amount"))
-        side = self._side(text["side"])
-        transaction = Transaction(
-            id=transaction_uuid(text["id"]),
-            source_id=text["id"],
-            description=text["description"],
-            amount=amount,
-            timestamp=self._timestamp(text["timestamp"]),
-            merchant=text["merchant"] or None,
-            operation_type=text["operation_type"],
-            side=side,
         )
-        warnings: tuple[str, ...] = ()
-        if (side is _DEBIT and amount > 0) or (side is _CREDIT and amount < 0):
-            warnings = (RecordWarning.SIGN_DISAGREES_WITH_SIDE,)
-        unseen = transaction.operation_type not in self.rules.known_operation_types
-        return Validated(transaction, warnings, transaction.operation_type if unseen else None)
-
-    def _texts(self, values: Mapping[str, object]) -> dict[str, str]:
-        """Strip the text fields, checking presence and length in one pass (hot path)."""
-        texts: dict[str, str] = {}
-        limit = self.rules.max_text_length
-        for name in _TEXT_FIELDS:
-            value = raw_source_id(values) if name == "id" else values.get(name)
-            if value.__class__ is str:
-                text = value.strip()
-            elif value is None:
-                text = ""
-            elif isinstance(value, int | float) and not isinstance(value, bool):
-                text = str(value)
-            else:
-                raise InvalidRecord(
-                    Reason.INVALID_FIELD, f"{name} must be text, not {type(value).__name__}"
-                )
-            if len(text) > limit:
-                raise InvalidRecord(
-                    Reason.FIELD_TOO_LONG, f"{name} has {len(text)} characters (max {limit})"
-                )
-            if not text and name != "merchant":
-                raise InvalidRecord(Reason.MISSING_FIELD, f"{name} is missing or empty")
-            texts[name] = text
-        return texts
-
-    def _amount(self, value: object) -> Decimal:
-        if value is None or (isinstance(value, str) and not value.strip()):
-            raise InvalidRecord(Reason.MISSING_FIELD, "amount is missing or empty")
-        if isinstance(value, bool) or not isinstance(value, str | int | float | Decimal):
-            raise InvalidRecord(Reason.INVALID_AMOUNT, f"amount {value!r} is not a number")
-        text = str(value).strip()
-        if not _AMOUNT.fullmatch(text):
-            raise InvalidRecord(
-                Reason.INVALID_AMOUNT, f"amount {text[:40]!r} is not a decimal number"
-            )
-        try:
-            amount = Decimal(text.replace(",", "."))
-        except InvalidOperation as exc:  # pragma: no cover - the pattern already guards this
-            raise InvalidRecord(Reason.INVALID_AMOUNT, f"amount {text!r}: {exc}") from exc
-        if not self.rules.min_amount <= amount <= self.rules.max_amount:
-            raise InvalidRecord(
-                Reason.AMOUNT_OUT_OF_BOUNDS,
-                f"amount {amount} outside [{self.rules.min_amount}, {self.rules.max_amount}]",
-            )
-        return amount
-
-    def _timestamp(self, text: str) -> datetime:
-        try:
-            moment = datetime.fromisoformat(text)
-        except ValueError as exc:
-            raise InvalidRecord(
-                Reason.INVALID_TIMESTAMP, f"timestamp {text[:40]!r} is not ISO 8601"
-            ) from exc
-        if moment.tzinfo is None:
-            moment = moment.replace(tzinfo=self._zone)
-        if not EARLIEST <= moment < LATEST:  # out of range for every store and clock
-            raise InvalidRecord(
-                Reason.INVALID_TIMESTAMP,
-                f"timestamp {text[:40]!r} outside [{EARLIEST.year}, {LATEST.year})",
-            )
-        return moment
-
-    @staticmethod
-    def _side(text: str) -> Side:
-        side = _SIDES.get(text.lower())
-        if side is None:
-            raise InvalidRecord(Reason.INVALID_SIDE, f"side {text[:40]!r} is not debit or credit")
-        return side
-
-
-def _check_storable(texts: Mapping[str, str]) -> None:
-    """Reject text a database cannot hold, before any ML call (one scan of every field)."""
-    joined = "".join(texts.values())
-    if joined.isascii() and joined.isprintable():
-        return
-    for name, text in texts.items():
-        found = _UNSTORABLE.search(text)
-        if found is not None:
-            raise InvalidRecord(
-                Reason.INVALID_TEXT,
-                f"{name} holds the character U+{ord(found.group()):04X} at {found.start()}",
-            )
+    return result

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -19,8 +19,9 @@ from uuid import UUID
 from pipeline import bootstrap
 from pipeline.config import BatchSettings, DatabaseSettings, MlApiSettings, ValidationSettings
 from pipeline.domain.errors import ConfigurationError
-from pipeline.domain.model import Outcome, RunKind
-from pipeline.service_layer.files import categorise_window, plan_windows
+from pipeline.domain.model import FilePlan, Outcome, RunKind, Window
+from pipeline.domain.ports import TransactionFile
+from pipeline.service_layer.files import WHOLE_FILE, categorise_window, plan_windows
 from pipeline.service_layer.runs import add_up, reject_share
 
 logger = logging.getLogger(__name__)
@@ -73,29 +74,63 @@ MAX_MAPPED_CHUNKS = 1000
 
 
 def plan_chunks(path: str, chunk_size: int) -> list[dict[str, Any]]:
-    """Line windows covering every row once: `chunk_size` rows each, or more when the file
-    would need more than MAX_MAPPED_CHUNKS chunks (a 3,000,000-row file still runs)."""
+    """Windows covering every row once: `chunk_size` rows each, or more when the file would
+    need more than MAX_MAPPED_CHUNKS chunks (a 3,000,000-row file still runs).
+
+    Planned in one pass over the file: each window carries its byte offsets (a chunk reads only
+    its own bytes), its digest and the file's size and fingerprint (a chunk refuses a file
+    replaced since), and the lines in it that repeat an earlier id (the duplicate-id rule for
+    the whole file, found with the ids spilled to disk).
+    """
     file = bootstrap.open_file(Path(path))
     rows = file.estimate_rows()
     size = max(chunk_size, -(-rows // MAX_MAPPED_CHUNKS))
     if size > chunk_size:
         logger.info("%d rows: chunks of %d rows instead of %d (at most %d chunks)",
                     rows, size, chunk_size, MAX_MAPPED_CHUNKS)  # fmt: skip
-    windows = plan_windows(file, size)
-    return [{"path": path, "first_line": first, "last_line": last} for first, last in windows]
+    plan = plan_windows(file, size)
+    facts = {"size": plan.size, "fingerprint": plan.fingerprint}
+    return [
+        {
+            "path": path,
+            "first_line": window.first_line,
+            "last_line": window.last_line,
+            "window": {**asdict(window), "repeated": list(window.repeated), **facts},
+        }
+        for window in plan.windows
+    ]
 
 
-def run_chunk(path: str, first_line: int, last_line: int) -> dict[str, Any]:
-    """Categorise the rows starting on lines [first_line, last_line]; returns the counts.
+def run_chunk(
+    path: str, first_line: int, last_line: int, window: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """Categorise the rows of one planned window (lines [first_line, last_line]); returns the
+    counts. The file must still be the one planned (FileChanged otherwise).
 
     Idempotent (see `categorise_window`): an Airflow retry or a re-trigger changes nothing.
     """
     size = BatchSettings().chunk_size
     with bootstrap.batch_app(DatabaseSettings(), MlApiSettings(), ValidationSettings()) as app:
         file = bootstrap.open_file(Path(path))
-        outcome = categorise_window(app.use_case, file, first_line, last_line, size)
+        plan, planned = _planned(file, first_line, last_line, window)
+        outcome = categorise_window(app.use_case, file, plan, planned, size)
     logger.info("lines %d-%d: %s", first_line, last_line, outcome.as_dict())
     return outcome.as_dict()
+
+
+def _planned(
+    file: TransactionFile, first_line: int, last_line: int, window: dict[str, Any] | None
+) -> tuple[FilePlan, Window]:
+    if window is None:  # a chunk planned before windows had offsets: plan the file again
+        plan = plan_windows(file, WHOLE_FILE)
+        whole = plan.windows[0]
+        repeated = tuple(line for line in whole.repeated if first_line <= line <= last_line)
+        return plan, replace(whole, repeated=repeated)
+    values = dict(window)
+    plan_facts = (values.pop("size"), values.pop("fingerprint"))
+    planned = Window(**{**values, "repeated": tuple(values["repeated"])})
+    return FilePlan(path=str(file.facts().path), size=plan_facts[0], fingerprint=plan_facts[1],
+                    windows=(planned,)), planned  # fmt: skip
 
 
 def close_run(

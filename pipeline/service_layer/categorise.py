@@ -1,44 +1,36 @@
-"""The use case every pipeline shares: categorise these records, chunk by chunk."""
+"""The use case every pipeline shares: categorise a chunk of records, as columns."""
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable, Sequence
+from collections import Counter
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
-from uuid import UUID
 
+import polars as pl
+
+from pipeline.domain.chunks import RawChunk, chunk_of_records
 from pipeline.domain.errors import (
     CategoriserMisconfigured,
     CategoriserRejected,
     CategoriserUnavailable,
-    InvalidRecord,
     PermanentError,
     StoreMisconfigured,
     StoreRejected,
 )
-from pipeline.domain.ids import transaction_uuid
-from pipeline.domain.model import (
-    Categorisation,
-    Outcome,
-    RawRecord,
-    Reason,
-    Rejection,
-    Stage,
-    Transaction,
-    content_fingerprint,
-    source_id_of,
-)
+from pipeline.domain.fingerprints import content_fingerprints
+from pipeline.domain.model import Outcome, RawRecord, Reason, RecordWarning, Rejection, Stage
 from pipeline.domain.ports import Categoriser, DeadLetterSink, TransactionStore
-from pipeline.domain.validation import Validated, Validator
-from pipeline.service_layer.chunks import batched
+from pipeline.domain.validation import Validator
 from pipeline.service_layer.rejections import DEFAULT_MAX_PAYLOAD_BYTES, reject
+from pipeline.service_layer.repeats import RepeatedIds, reseen_in_chunk
 
 logger = logging.getLogger(__name__)
 
-Pairs = list[tuple[Transaction, Categorisation]]
+Refusals = list[tuple[int, Reason, str, Stage, str]]  # (row, reason, detail, stage, error)
 
 
 @dataclass(frozen=True)
@@ -58,52 +50,27 @@ class UseCaseOptions:
     deadline_s: float | None = None
 
 
-class RepeatedIds:
-    """Within one run, an id met on an earlier row (valid or not) makes a later row a duplicate."""
-
-    def __init__(self) -> None:
-        self.seen: set[int] = set()  # UUID ints: half the memory of UUID objects
-
-    def remember(self, records: Iterable[RawRecord]) -> None:
-        """Count these rows' ids as met."""
-        for record in records:
-            source_id = source_id_of(record)
-            if source_id:
-                self.seen.add(transaction_uuid(source_id).int)
-
-    def validate(self, validator: Validator, record: RawRecord) -> Validated:
-        """Validate the record, then reject it as `duplicate_id` if its id was met before."""
-        try:
-            checked = validator.validate(record)
-        except InvalidRecord:
-            self.remember((record,))
-            raise
-        key = checked.transaction.id.int
-        if key in self.seen:
-            source_id = checked.transaction.source_id
-            raise InvalidRecord(Reason.DUPLICATE_ID, f"id {source_id!r} appeared on an earlier row")
-        self.seen.add(key)
-        return checked
-
-
 @dataclass
 class PreparedChunk:
-    """A validated chunk waiting to be categorised and stored."""
+    """A validated chunk waiting to be categorised and stored: `todo` holds the rows to send
+    to the model (valid, not repeated, not stored), with their content fingerprints."""
 
+    chunk: RawChunk
     outcome: Outcome = field(default_factory=Outcome)
-    valid: dict[UUID, tuple[Transaction, RawRecord]] = field(default_factory=dict)
-    rejections: list[Rejection] = field(default_factory=list)
-    todo: list[Transaction] = field(default_factory=list)
+    refusals: Refusals = field(default_factory=list)
+    todo: pl.DataFrame = field(default_factory=pl.DataFrame)
 
 
 class CategoriseRecords:
     """Validate → skip what is stored → categorise in sub-batches → upsert → dead-letter rejects.
 
-    Every record comes out stored, already stored, or dead-lettered with its reason and stage.
-    A fault that follows one record (its content, the model's refusal of it, a value the
-    database cannot hold) is isolated by bisection; one that hits every record alike is
+    A chunk travels as columns; Python objects are built only for rejected rows (their dead
+    letters). Every record comes out stored, already stored, or dead-lettered with its reason
+    and stage. A fault that follows one record (its content, the model's refusal of it, a value
+    the database cannot hold) is isolated by bisection; one that hits every record alike is
     systemic and raised, and nothing of the chunk is dead-lettered for it. One instance spans
-    one run: with `reject_duplicate_ids` it remembers the ids met across the chunks of a file.
+    one run: with `reject_duplicate_ids` and chunks that do not know their repeats (no file
+    plan), it remembers the ids met across the chunks.
     """
 
     def __init__(
@@ -121,174 +88,194 @@ class CategoriseRecords:
         self.options = options or UseCaseOptions()
         self.repeated_ids = RepeatedIds()
 
-    def remember_ids(self, records: Iterable[RawRecord]) -> None:
-        """Mark the ids of earlier rows as seen, when a run starts in the middle of a file."""
-        self.repeated_ids.remember(records)
-
-    def __call__(self, records: Iterable[RawRecord]) -> Outcome:
+    def __call__(self, records: Iterable[RawRecord] | RawChunk) -> Outcome:
         """Process one chunk; transient errors propagate and nothing of the chunk is lost."""
         return self.complete(self.prepare(records))
 
-    def prepare(self, records: Iterable[RawRecord]) -> PreparedChunk:
-        """Validate a chunk and set aside what is already stored or repeated."""
-        chunk = PreparedChunk()
-        for record in records:
-            chunk.outcome.read += 1
-            try:
-                checked = self._check(record)
-            except InvalidRecord as exc:
-                stage = Stage.PARSE if record.fields is None else Stage.VALIDATE
-                chunk.rejections.append(self._reject(record, exc.reason, exc.detail, stage))
-                continue
-            self._observe(checked, chunk.outcome)
-            transaction = checked.transaction
-            earlier = chunk.valid.get(transaction.id)
-            if earlier is None:
-                chunk.valid[transaction.id] = (transaction, record)
-            else:  # stream mode only: the file rule rejected it in _check
-                self._reseen(chunk, transaction, record, content_fingerprint(earlier[0]))
-        stored = self.store.stored_fingerprints(list(chunk.valid)) if chunk.valid else {}
-        for transaction_id, fingerprint in stored.items():
-            transaction, record = chunk.valid.pop(transaction_id)
-            self._reseen(chunk, transaction, record, fingerprint)
-        chunk.todo = [transaction for transaction, _ in chunk.valid.values()]
-        chunk.outcome.valid = len(chunk.todo) + chunk.outcome.already_stored
-        return chunk
+    def prepare(self, records: Iterable[RawRecord] | RawChunk) -> PreparedChunk:
+        """Validate a chunk and set aside what is repeated or already stored."""
+        chunk = records if isinstance(records, RawChunk) else chunk_of_records(list(records))
+        prepared = PreparedChunk(chunk)
+        outcome = prepared.outcome
+        outcome.read = chunk.height
+        checked = self.validator.check(chunk.frame)
+        for row, reason, detail, stage in checked.rejected.iter_rows():
+            prepared.refusals.append((row, Reason(reason), detail, Stage(stage), "InvalidRecord"))
+        valid = checked.valid
+        disagreeing = int(valid["sign_disagrees"].sum())
+        if disagreeing:
+            outcome.warnings[RecordWarning.SIGN_DISAGREES_WITH_SIDE] += disagreeing
+        new_types = valid.filter("new_operation_type")["operation_type"].value_counts()
+        outcome.new_operation_types.update(dict(new_types.iter_rows()))
+        valid = valid.with_columns(content_fingerprints(valid))
+        if self.options.reject_duplicate_ids:
+            valid = self._drop_repeats(prepared, checked.rejected, valid)
+        else:
+            valid = self._reseen(prepared, valid, reseen_in_chunk(valid))
+        stored = self.store.stored(valid["id"]) if valid.height else _NOTHING_STORED
+        known = valid.join(stored, on="id", how="inner", suffix="_stored")
+        valid = valid.join(stored, on="id", how="anti")
+        self._compare(prepared, known)
+        prepared.todo = valid
+        outcome.valid = valid.height + outcome.already_stored
+        prepared.refusals.sort(key=lambda refusal: refusal[0])
+        return prepared
 
-    def complete(self, chunk: PreparedChunk) -> Outcome:
+    def complete(self, prepared: PreparedChunk) -> Outcome:
         """Categorise, store and dead-letter a prepared chunk; safe to run off the main thread."""
         limit = self.options.deadline_s
         deadline = None if limit is None else time.monotonic() + limit
-        pairs, refused = self._categorise_all(chunk.todo, chunk.valid, deadline)
-        saved, refused_by_store = self._save_isolating(pairs, chunk.valid)
-        rejections = chunk.rejections + refused + refused_by_store
+        categorised, refused = self._categorise_all(prepared.todo, deadline)
+        saved, refused_by_store = self._save_isolating(categorised)
+        refusals = prepared.refusals + refused + refused_by_store
+        rejections = [self._rejection(prepared.chunk, *refusal) for refusal in refusals]
         if rejections:
             self.dead_letters.send(rejections)
-        outcome = chunk.outcome
-        outcome.categorised = len(saved)
-        outcome.categories.update(c.category for _, c in saved)
-        outcome.rejected.update(r.reason for r in rejections)
+        outcome = prepared.outcome
+        outcome.categorised = saved.height
+        if saved.height:
+            outcome.categories.update(dict(saved["category"].value_counts().iter_rows()))
+        outcome.rejected.update(Counter(str(refusal[1]) for refusal in refusals))
         return outcome
 
     def dead_letter_unexpected(self, record: RawRecord, error: BaseException) -> Outcome:
         """Dead-letter a record that keeps failing alone with an error no rule classifies."""
         detail = f"{type(error).__name__}: {error}"
-        rejection = self._reject(
-            record, Reason.UNEXPECTED_ERROR, detail, Stage.PROCESS, type(error).__name__
+        cap = self.options.max_dead_letter_payload_bytes
+        rejection = reject(
+            record, Reason.UNEXPECTED_ERROR, detail, Stage.PROCESS, type(error).__name__, cap
         )
         self.dead_letters.send([rejection])
         outcome = Outcome(read=1)
         outcome.rejected[Reason.UNEXPECTED_ERROR] = 1
         return outcome
 
-    def _check(self, record: RawRecord) -> Validated:
-        if not self.options.reject_duplicate_ids:
-            return self.validator.validate(record)
-        return self.repeated_ids.validate(self.validator, record)
+    def _drop_repeats(
+        self, prepared: PreparedChunk, rejected: pl.DataFrame, valid: pl.DataFrame
+    ) -> pl.DataFrame:
+        """A file must not repeat an id: a valid row whose id appeared on an earlier row (valid
+        or not) is `duplicate_id`; the first row wins."""
+        chunk = prepared.chunk
+        if chunk.repeated is not None:
+            flags = pl.DataFrame({"row": pl.Series(range(chunk.height), dtype=pl.UInt32),
+                                  "repeated": chunk.repeated})  # fmt: skip
+            repeated = valid.join(flags, on="row").filter("repeated")
+        else:
+            repeated = self.repeated_ids.met_before(chunk.frame, rejected, valid)
+            repeated = repeated.select("row", "source_id")
+        for row, source_id in repeated.select("row", "source_id").iter_rows():
+            detail = f"id {source_id!r} appeared on an earlier row"
+            prepared.refusals.append((row, Reason.DUPLICATE_ID, detail, Stage.VALIDATE, ""))
+        return valid.join(repeated.select("row"), on="row", how="anti")
 
     def _reseen(
-        self, chunk: PreparedChunk, transaction: Transaction, record: RawRecord, known: str | None
-    ) -> None:
-        """An id met before: the same content is a no-op, other content a conflict."""
-        if known is None or known == content_fingerprint(transaction):
-            chunk.outcome.already_stored += 1
-            return
-        detail = f"id {transaction.source_id!r} is already stored with other content"
-        chunk.rejections.append(
-            self._reject(record, Reason.CONFLICTING_DUPLICATE, detail, Stage.VALIDATE)
-        )
+        self, prepared: PreparedChunk, valid: pl.DataFrame, later: pl.DataFrame
+    ) -> pl.DataFrame:
+        """In a stream batch, a later event with the id of an earlier one is compared to it."""
+        if later.height:
+            self._compare(prepared, later)
+        return valid.join(later.select("row"), on="row", how="anti")
 
-    @staticmethod
-    def _observe(checked: Validated, outcome: Outcome) -> None:
-        outcome.warnings.update(checked.warnings)
-        if checked.new_operation_type:
-            outcome.new_operation_types[checked.new_operation_type] += 1
+    def _compare(self, prepared: PreparedChunk, known: pl.DataFrame) -> None:
+        """Rows whose id is known (stored, or met earlier): the same content is a no-op
+        (`already_stored`), other content a `conflicting_duplicate` (the known one stays)."""
+        if not known.height:
+            return
+        same = known["content_sha256_stored"].is_null() | (
+            known["content_sha256_stored"] == known["content_sha256"]
+        )
+        prepared.outcome.already_stored += int(same.sum())
+        for row, source_id in known.filter(~same).select("row", "source_id").iter_rows():
+            detail = f"id {source_id!r} is already stored with other content"
+            refusal = (row, Reason.CONFLICTING_DUPLICATE, detail, Stage.VALIDATE, "")
+            prepared.refusals.append(refusal)
 
     def _categorise_all(
-        self,
-        todo: list[Transaction],
-        valid: dict[UUID, tuple[Transaction, RawRecord]],
-        deadline: float | None,
-    ) -> tuple[Pairs, list[Rejection]]:
-        batches = list(batched(todo, self.options.ml_batch_size))
-        work = partial(self._categorise_bisecting, valid=valid, deadline=deadline)
+        self, todo: pl.DataFrame, deadline: float | None
+    ) -> tuple[pl.DataFrame, Refusals]:
+        size = self.options.ml_batch_size
+        batches = [todo.slice(start, size) for start in range(0, todo.height, size)]
+        work = partial(self._categorise_bisecting, deadline=deadline)
         if len(batches) > 1 and self.options.ml_concurrency > 1:
             with ThreadPoolExecutor(self.options.ml_concurrency, "categorise") as pool:
                 results = list(pool.map(work, batches))
         else:
             results = [work(batch) for batch in batches]
-        pairs = [pair for done, _ in results for pair in done]
-        refused = [rejection for _, failed in results for rejection in failed]
-        if refused and not pairs and len(refused) > 1:
+        done = [frame for frame, _ in results if frame.height]
+        refused = [refusal for _, failed in results for refusal in failed]
+        categorised = pl.concat(done) if done else todo.clear().with_columns(_NO_CATEGORY)
+        if refused and not categorised.height and len(refused) > 1:
             raise CategoriserMisconfigured(
                 f"the ML API refused every one of {len(refused)} records alike "
-                f"({refused[0].detail[:300]}): not dead-lettered, check the ML API"
+                f"({refused[0][2][:300]}): not dead-lettered, check the ML API"
             )
-        return pairs, refused
+        return categorised, refused
 
     def _categorise_bisecting(
-        self,
-        batch: Sequence[Transaction],
-        valid: dict[UUID, tuple[Transaction, RawRecord]],
-        deadline: float | None = None,
-    ) -> tuple[Pairs, list[Rejection]]:
+        self, batch: pl.DataFrame, deadline: float | None = None
+    ) -> tuple[pl.DataFrame, Refusals]:
         """Categorise a batch; when the model refuses it, split it to isolate the bad records."""
         if deadline is not None and time.monotonic() > deadline:
             raise CategoriserUnavailable(
                 f"chunk deadline of {self.options.deadline_s:.0f}s passed: the ML API is too slow"
             )
         try:
-            categorisations = self.categoriser.categorise(batch)
+            answer = self.categoriser.categorise_batch(batch)
         except PermanentError as exc:
-            if len(batch) == 1:
+            if batch.height == 1:
                 reason = (
                     Reason.REJECTED_BY_MODEL
                     if isinstance(exc, CategoriserRejected)
                     else Reason.BAD_MODEL_ANSWER
                 )
-                record = valid[batch[0].id][1]
-                stage, error = Stage.CATEGORISE, type(exc).__name__
-                return [], [self._reject(record, reason, str(exc), stage, error)]
-            logger.warning("ML API refused a batch of %d, bisecting: %s", len(batch), exc)
-            middle = len(batch) // 2
-            left = self._categorise_bisecting(batch[:middle], valid, deadline)
-            right = self._categorise_bisecting(batch[middle:], valid, deadline)
-            return left[0] + right[0], left[1] + right[1]
-        return list(zip(batch, categorisations, strict=True)), []
+                row = batch["row"][0]
+                return batch.clear(), [
+                    (row, reason, str(exc), Stage.CATEGORISE, type(exc).__name__)
+                ]
+            logger.warning("ML API refused a batch of %d, bisecting: %s", batch.height, exc)
+            middle = batch.height // 2
+            left = self._categorise_bisecting(batch.slice(0, middle), deadline)
+            right = self._categorise_bisecting(batch.slice(middle), deadline)
+            return pl.concat([left[0], right[0]], how="diagonal"), left[1] + right[1]
+        return batch.with_columns(answer.select("category", "model_version")), []
 
-    def _save_isolating(
-        self, pairs: Pairs, valid: dict[UUID, tuple[Transaction, RawRecord]]
-    ) -> tuple[Pairs, list[Rejection]]:
-        """Store the pairs; rows the database refuses for their content are isolated."""
-        saved, refused = self._save_bisecting(pairs, valid)
-        if refused and not saved and len(refused) > 1:
+    def _save_isolating(self, rows: pl.DataFrame) -> tuple[pl.DataFrame, Refusals]:
+        """Store the rows; rows the database refuses for their content are isolated."""
+        saved, refused = self._save_bisecting(rows)
+        if refused and not saved.height and len(refused) > 1:
             raise StoreMisconfigured(
                 f"the database refused every one of {len(refused)} rows alike "
-                f"({refused[0].detail[:300]}): not dead-lettered, check the database"
+                f"({refused[0][2][:300]}): not dead-lettered, check the database"
             )
         return saved, refused
 
-    def _save_bisecting(
-        self, pairs: Pairs, valid: dict[UUID, tuple[Transaction, RawRecord]]
-    ) -> tuple[Pairs, list[Rejection]]:
-        if not pairs:
-            return [], []
+    def _save_bisecting(self, rows: pl.DataFrame) -> tuple[pl.DataFrame, Refusals]:
+        if not rows.height:
+            return rows, []
         try:
-            self.store.save(pairs)
+            self.store.upsert(rows)
         except StoreRejected as exc:
-            if len(pairs) == 1:
-                record = valid[pairs[0][0].id][1]
-                reason, error = Reason.REJECTED_BY_STORE, type(exc).__name__
-                return [], [self._reject(record, reason, str(exc), Stage.STORE, error)]
-            logger.warning("database refused %d rows, bisecting: %s", len(pairs), exc)
-            middle = len(pairs) // 2
-            left = self._save_bisecting(pairs[:middle], valid)
-            right = self._save_bisecting(pairs[middle:], valid)
-            return left[0] + right[0], left[1] + right[1]
-        return pairs, []
+            if rows.height == 1:
+                row = rows["row"][0]
+                return rows.clear(), [
+                    (row, Reason.REJECTED_BY_STORE, str(exc), Stage.STORE, type(exc).__name__)
+                ]
+            logger.warning("database refused %d rows, bisecting: %s", rows.height, exc)
+            middle = rows.height // 2
+            left = self._save_bisecting(rows.slice(0, middle))
+            right = self._save_bisecting(rows.slice(middle))
+            return pl.concat([left[0], right[0]]), left[1] + right[1]
+        return rows, []
 
-    def _reject(
-        self, record: RawRecord, reason: Reason, detail: str, stage: Stage, error: str = ""
+    def _rejection(
+        self, chunk: RawChunk, row: int, reason: Reason, detail: str, stage: Stage, error: str
     ) -> Rejection:
         cap = self.options.max_dead_letter_payload_bytes
-        return reject(record, reason, detail, stage, error or "InvalidRecord", cap)
+        return reject(chunk.record(row), reason, detail, stage, error or "InvalidRecord", cap)
+
+
+_NOTHING_STORED = pl.DataFrame(schema={"id": pl.String, "content_sha256": pl.String})
+_NO_CATEGORY = (
+    pl.lit(None, pl.String).alias("category"),
+    pl.lit(None, pl.String).alias("model_version"),
+)

@@ -1,34 +1,39 @@
-"""Run a file, or one window of its lines, through the categorise use case."""
+"""Run a file, or one planned window of it, through the categorise use case."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
-from pipeline.domain.model import Outcome
+from pipeline.domain.model import FilePlan, Outcome, Window
 from pipeline.domain.ports import TransactionFile
 from pipeline.service_layer.categorise import CategoriseRecords
-from pipeline.service_layer.chunks import run_chunked
+from pipeline.service_layer.chunks import run_chunks
 
-Window = tuple[int, int]
+WHOLE_FILE = 2**62  # rows per window when a file runs as one window
+
+
+def plan_windows(file: TransactionFile, rows_per_window: int) -> FilePlan:
+    """Windows of about `rows_per_window` rows covering every row once, planned in one pass:
+    byte offsets (each window then reads only its own bytes), a digest per window (a file
+    replaced since is refused) and the rows repeating an earlier id (decided for the file)."""
+    return file.plan(rows_per_window)
 
 
 def categorise_window(
     use_case: CategoriseRecords,
     file: TransactionFile,
-    first_line: int,
-    last_line: int | None,
+    plan: FilePlan,
+    window: Window,
     chunk_size: int,
     on_chunk: Callable[[Outcome], None] | None = None,
 ) -> Outcome:
-    """The rows starting on lines [first_line, last_line]; ids on earlier lines count too.
+    """The rows of one window; reads nothing outside it.
 
     Idempotent: stored rows are skipped and dead letters are upserted, so a retry or a rerun
     on the same file changes nothing. A repeated id is rejected in the same place whatever
-    the windows, because the ids of earlier lines are remembered first.
+    the windows, because the plan found the repeats for the whole file.
     """
-    if first_line > 2:  # line 1 is the header
-        use_case.remember_ids(file.records(0, first_line - 1))
-    return run_chunked(file.records(first_line, last_line), use_case, chunk_size, on_chunk)
+    return run_chunks(file.chunks(plan, window, chunk_size), use_case, on_chunk)
 
 
 def categorise_file(
@@ -37,22 +42,9 @@ def categorise_file(
     chunk_size: int,
     on_chunk: Callable[[Outcome], None] | None = None,
 ) -> Outcome:
-    """Every row of the file."""
-    return categorise_window(use_case, file, 0, None, chunk_size, on_chunk)
-
-
-def plan_windows(file: TransactionFile, rows_per_window: int) -> list[Window]:
-    """(first_line, last_line) windows of at most `rows_per_window` rows, covering every row."""
-    windows: list[Window] = []
-    first = last = count = 0
-    for record in file.records():
-        line = record.position.line or 0
-        if count == 0:
-            first = line
-        last, count = line, count + 1
-        if count == rows_per_window:
-            windows.append((first, last))
-            count = 0
-    if count:
-        windows.append((first, last))
-    return windows
+    """Every row of the file: planned as one window, then read chunk by chunk."""
+    plan = file.plan(WHOLE_FILE)
+    total = Outcome()
+    for window in plan.windows:
+        total.add(categorise_window(use_case, file, plan, window, chunk_size, on_chunk))
+    return total

@@ -94,11 +94,48 @@ def test_upgrade_creates_tables_and_view(empty_postgres_url: str) -> None:
     try:
         postgres_schema.upgrade(engine)
         inspector = sa.inspect(engine)
-        assert {"transactions", "categorisations", "dead_letters", "pipeline_runs"} <= set(
-            inspector.get_table_names()
-        )
-        assert "categorised_transactions" in inspector.get_view_names()
+        assert {"transactions", "dead_letters", "pipeline_runs"} <= set(inspector.get_table_names())
+        # 0003: the categorisation lives in `transactions`; `categorisations` is now a view.
+        assert {"categorised_transactions", "categorisations"} <= set(inspector.get_view_names())
         assert postgres_schema.current_revision(engine) == postgres_schema.head_revision()
+    finally:
+        engine.dispose()
+
+
+def test_0003_moves_stored_categorisations_into_transactions(empty_postgres_url: str) -> None:
+    engine = make_engine(empty_postgres_url)
+    try:
+        postgres_schema.upgrade(engine, "0002")
+        with engine.begin() as conn:
+            conn.execute(
+                sa.text(
+                    "INSERT INTO transactions (id, source_id, description, amount, occurred_at,"
+                    " operation_type, side) VALUES (:id, 's1', 'd', -1.50, now(), 'payment',"
+                    " 'debit'), (:other, 's2', 'd', 2, now(), 'payment', 'credit')"
+                ),
+                {"id": transaction_uuid("s1"), "other": transaction_uuid("s2")},
+            )
+            conn.execute(
+                sa.text(
+                    "INSERT INTO categorisations (transaction_id, category, model_version)"
+                    " VALUES (:id, 'Food', 'm-0')"
+                ),
+                {"id": transaction_uuid("s1")},
+            )
+        before = rows(engine, "SELECT * FROM categorised_transactions")
+        postgres_schema.upgrade(engine)
+        after = rows(engine, "SELECT * FROM categorised_transactions")
+        assert after == before and len(after) == 1
+        assert after[0].category == "Food" and after[0].amount == Decimal("-1.50")
+        assert count(engine, "categorisations") == 1
+        store = PostgresStore(engine)
+        assert store.categorised_ids([transaction_uuid("s1"), transaction_uuid("s2")]) == {
+            transaction_uuid("s1")
+        }
+        from alembic import command
+
+        command.downgrade(postgres_schema.alembic_config(empty_postgres_url), "0002")  # and back
+        assert rows(engine, "SELECT * FROM categorised_transactions") == before
     finally:
         engine.dispose()
 
@@ -154,8 +191,8 @@ def test_save_twice_stores_each_transaction_once(
 
 def test_identical_resave_changes_nothing(store: PostgresStore, postgres_engine: sa.Engine) -> None:
     query = (
-        "SELECT id, updated_at, categorised_at FROM transactions"
-        " JOIN categorisations ON transaction_id = id ORDER BY id"
+        "SELECT id, updated_at, c.categorised_at FROM transactions"
+        " JOIN categorisations AS c ON transaction_id = id ORDER BY id"
     )
     store.save([pair(1), pair(2)])
     before = rows(postgres_engine, query)

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
 from uuid import UUID
 
+import polars as pl
 import pytest
 
 from pipeline.domain.errors import (
@@ -15,12 +15,10 @@ from pipeline.domain.errors import (
 )
 from pipeline.domain.ids import TRANSACTION_NAMESPACE, parse_uuid, transaction_uuid
 from pipeline.domain.model import (
-    Categorisation,
     RawRecord,
     Reason,
     SourcePosition,
     Stage,
-    Transaction,
 )
 from pipeline.service_layer.categorise import CategoriseRecords, UseCaseOptions
 from pipeline.service_layer.rejections import bounded_payload
@@ -176,9 +174,9 @@ class SlowCategoriser(FakeCategoriser):
         super().__init__()
         self.seconds = seconds
 
-    def categorise(self, transactions: Sequence[Transaction]) -> list[Categorisation]:
+    def categorise_batch(self, batch: pl.DataFrame) -> pl.DataFrame:
         time.sleep(self.seconds)
-        return super().categorise(transactions)
+        return super().categorise_batch(batch)
 
 
 def test_no_ml_call_starts_after_the_chunk_deadline_and_nothing_is_dead_lettered() -> None:

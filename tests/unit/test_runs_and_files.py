@@ -72,13 +72,15 @@ def test_missing_chunks_fail_the_run_even_without_rejects() -> None:
 def test_windows_cover_every_row_once_and_give_the_whole_file_result() -> None:
     ids = [str(i) for i in range(1, 11)] + ["3"]  # the last row repeats id 3
     file = InMemoryFile(lines(*ids))
-    windows = plan_windows(file, 4)
-    assert windows == [(2, 5), (6, 9), (10, 12)]
+    plan = plan_windows(file, 4)
+    assert [(w.first_line, w.last_line) for w in plan.windows] == [(2, 5), (6, 9), (10, 12)]
     by_window, whole = InMemoryStore(), InMemoryStore()
     totals = Outcome()
-    for first, last in windows:
+    for window in plan.windows:
         use_case = CategoriseRecords(FakeCategoriser(), by_window, by_window)
-        totals.add(categorise_window(use_case, file, first, last, chunk_size=3))
+        totals.add(categorise_window(use_case, file, plan, window, chunk_size=3))
+    # each window read only its own rows
+    assert file.reads == [(w.start, w.end) for w in plan.windows]
     single = categorise_file(CategoriseRecords(FakeCategoriser(), whole, whole), file, 3)
     assert totals.as_dict() == single.as_dict()
     assert totals.rejected == {Reason.DUPLICATE_ID: 1}

@@ -1,4 +1,4 @@
-"""PostgreSQL adapter: transactions, categorisations, dead letters and pipeline runs."""
+"""PostgreSQL adapter: categorised transactions, dead letters and pipeline runs."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from contextlib import contextmanager
 from typing import Any, cast
 from uuid import UUID, uuid4
 
+import polars as pl
 import psycopg
 import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
@@ -17,6 +18,7 @@ from sqlalchemy import exc as sa_exc
 from pipeline.adapters.postgres import bulk as postgres_bulk
 from pipeline.adapters.postgres.bulk import BulkMethod
 from pipeline.domain.errors import StoreMisconfigured, StoreRejected, StoreUnavailable
+from pipeline.domain.frames import pairs_frame
 from pipeline.domain.model import (
     Categorisation,
     Outcome,
@@ -100,10 +102,15 @@ def _translated(action: str, error: BaseException, invalidated: bool) -> Excepti
 _RESOLVE = sa.text(
     """
     UPDATE dead_letters SET status = 'resolved', resolved_at = now()
-    WHERE transaction_id = ANY(:ids) AND status IN ('pending', 'redriven')
+    WHERE transaction_id = ANY(CAST(:ids AS uuid[])) AND status IN ('pending', 'redriven')
       AND reason NOT IN ('duplicate_id', 'conflicting_duplicate')
     """
 )
+_STORED = sa.text(
+    "SELECT id::text, content_sha256 FROM transactions"
+    " WHERE id = ANY(CAST(string_to_array(:ids, ',') AS uuid[])) AND category IS NOT NULL"
+)
+_NOTHING_STORED = pl.DataFrame(schema={"id": pl.String, "content_sha256": pl.String})
 _INT4_MAX = 2**31 - 1
 
 
@@ -129,33 +136,44 @@ class PostgresStore:
         self._engine = engine
         self._bulk_method: BulkMethod = bulk_method
 
-    def stored_fingerprints(self, ids: Sequence[UUID]) -> dict[UUID, str | None]:
-        """The content fingerprint of each of `ids` already stored (None: stored before they
-        were recorded)."""
-        if not ids:
-            return {}
-        query = sa.text(
-            "SELECT t.id, t.content_sha256 FROM transactions AS t"
-            " JOIN categorisations AS c ON c.transaction_id = t.id WHERE t.id = ANY(:ids)"
-        )
+    def stored(self, ids: pl.Series) -> pl.DataFrame:
+        """(`id`, `content_sha256`) of each of `ids` already stored and categorised (null
+        fingerprint: stored before fingerprints were recorded). One query, ids sent as one text
+        parameter (no Python object per id)."""
+        if not ids.len():
+            return _NOTHING_STORED
+        listed = ",".join(ids.to_list())
         with translate_errors("reading stored transactions"), self._engine.connect() as conn:
-            return {row[0]: row[1] for row in conn.execute(query, {"ids": list(ids)})}
+            found = conn.execute(_STORED, {"ids": listed}).all()
+        return pl.DataFrame(
+            {"id": [row[0] for row in found], "content_sha256": [row[1] for row in found]},
+            schema=_NOTHING_STORED.schema,
+        )
+
+    def upsert(self, rows: pl.DataFrame) -> None:
+        """Upsert categorised transactions in one database transaction (idempotent); dead
+        letters of these transactions still open are marked resolved in the same one."""
+        staged = postgres_bulk.staging_frame(rows)
+        if not staged.height:
+            return
+        with translate_errors("saving transactions"), self._engine.begin() as conn:
+            driver = cast("psycopg.Connection[Any]", conn.connection.driver_connection)
+            postgres_bulk.write(driver, staged, self._bulk_method)
+            conn.execute(_RESOLVE, {"ids": staged["id"].to_list()})
+        logger.debug("saved %d categorised transactions", staged.height)
+
+    def stored_fingerprints(self, ids: Sequence[UUID]) -> dict[UUID, str | None]:
+        """`stored` for UUID objects (tools and tests)."""
+        found = self.stored(pl.Series([str(i) for i in ids], dtype=pl.String))
+        return {UUID(i): fingerprint for i, fingerprint in found.iter_rows()}
 
     def categorised_ids(self, ids: Sequence[UUID]) -> set[UUID]:
         """The subset of `ids` that already has a stored categorisation."""
         return set(self.stored_fingerprints(ids))
 
     def save(self, pairs: Sequence[tuple[Transaction, Categorisation]]) -> None:
-        """Upsert transactions then categorisations in one database transaction (idempotent);
-        dead letters of these transactions still open are marked resolved in the same one."""
-        rows = postgres_bulk.staged_rows(pairs)
-        if not rows:
-            return
-        with translate_errors("saving transactions"), self._engine.begin() as conn:
-            driver = cast("psycopg.Connection[Any]", conn.connection.driver_connection)
-            postgres_bulk.write(driver, rows, self._bulk_method)
-            conn.execute(_RESOLVE, {"ids": [row[0] for row in rows]})
-        logger.debug("saved %d categorised transactions", len(rows))
+        """`upsert` for (transaction, categorisation) objects (tools and tests)."""
+        self.upsert(pairs_frame(pairs))
 
     def send(self, rejections: Iterable[Rejection]) -> None:
         """Park rejections in dead_letters; a record already parked at that position is kept."""

@@ -11,7 +11,7 @@ from rich.table import Table
 
 from pipeline import bootstrap
 from pipeline.config import DatabaseSettings, MlApiSettings, ValidationSettings
-from pipeline.domain.model import Outcome, RunKind
+from pipeline.domain.model import FilePlan, Outcome, RunKind, Window
 from pipeline.entrypoints.cli.progress import progress
 from pipeline.service_layer.files import categorise_file, categorise_window, plan_windows
 
@@ -29,9 +29,9 @@ def run_batch(
 ) -> None:
     """Categorise the file into `total`, recorded as a run (the reject-share gate applies).
 
-    With `workers` > 1, one process per line window: each window is idempotent and sees the
-    ids of earlier lines, so the result is exactly the single-process one; a window that
-    fails fails the run, and a rerun skips what is stored.
+    With `workers` > 1, one process per planned window: each window is idempotent, reads only
+    its own bytes and gets the file's repeated ids from the plan, so the result is exactly the
+    single-process one; a window that fails fails the run, and a rerun skips what is stored.
     """
     file = bootstrap.open_file(path)
     facts = file.facts()  # a missing or headerless file fails before a run is recorded
@@ -50,23 +50,23 @@ def run_batch(
         if workers == 1:
             categorise_file(app.use_case, file, chunk_size, on_chunk)
             return
-        windows = plan_windows(file, max(-(-rows // workers), 1))
+        plan = plan_windows(file, max(-(-rows // workers), 1))
         context = multiprocessing.get_context("spawn")
         with ProcessPoolExecutor(workers, mp_context=context) as pool:
             futures = [
-                pool.submit(_window_process, path, first, last, settings, chunk_size)
-                for first, last in windows
+                pool.submit(_window_process, path, plan, window, settings, chunk_size)
+                for window in plan.windows
             ]
             for future in as_completed(futures):
                 on_chunk(future.result())
 
 
 def _window_process(
-    path: Path, first_line: int, last_line: int, settings: Settings, chunk_size: int
+    path: Path, plan: FilePlan, window: Window, settings: Settings, chunk_size: int
 ) -> Outcome:
     with bootstrap.batch_app(*settings) as app:
         file = bootstrap.open_file(path)
-        return categorise_window(app.use_case, file, first_line, last_line, chunk_size)
+        return categorise_window(app.use_case, file, plan, window, chunk_size)
 
 
 def render_summary(outcome: Outcome, console: Console) -> None:

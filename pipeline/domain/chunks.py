@@ -1,0 +1,113 @@
+"""A chunk of raw records as columns: what every source hands the categorise use case.
+
+The raw frame has one row per record, in source order, and one text column per field
+(`FIELDS`; null when absent). A record that could not be split into fields has its
+`parse_error` and `parse_reason` set instead. A field whose value was not text (an event's
+number, object, list, boolean) has the Python type name in `<field>_type`: numbers are kept
+as their text, anything else is refused by the rules. A chunk also rebuilds any one of its
+rows as a RawRecord, which only rejected rows need (for their dead letters).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+
+import polars as pl
+
+from pipeline.domain.model import RawRecord, raw_source_id
+
+FIELDS = ("id", "description", "amount", "timestamp", "merchant", "operation_type", "side")
+TEXT_FIELDS = ("id", "description", "timestamp", "merchant", "operation_type", "side")
+TYPE_COLUMNS = tuple(f"{name}_type" for name in FIELDS)
+RAW_COLUMNS = (*FIELDS, *TYPE_COLUMNS, "parse_error", "parse_reason")
+RAW_SCHEMA = dict.fromkeys(RAW_COLUMNS, pl.String)
+
+
+@dataclass(frozen=True)
+class RawChunk:
+    """Raw records as columns, with a way back to any one record (for its dead letter).
+
+    `repeated`, when the source knows it (a planned file), flags the rows whose id appeared on
+    an earlier row of the file; without it the use case remembers the ids it has met.
+    """
+
+    frame: pl.DataFrame
+    record: Callable[[int], RawRecord]
+    repeated: pl.Series | None = None
+
+    @property
+    def height(self) -> int:
+        return self.frame.height
+
+
+def raw_frame(frame: pl.DataFrame) -> pl.DataFrame:
+    """The raw frame with every column of RAW_SCHEMA (absent ones all null), text typed."""
+    missing = [pl.lit(None, pl.String).alias(c) for c in RAW_COLUMNS if c not in frame.columns]
+    return frame.with_columns(missing).select(RAW_COLUMNS).cast(RAW_SCHEMA)  # type: ignore[arg-type]
+
+
+def chunk_of_records(records: Sequence[RawRecord]) -> RawChunk:
+    """A chunk built from records already in hand (a consumed stream batch, tests)."""
+    return RawChunk(records_frame(records), records.__getitem__)
+
+
+def records_frame(records: Sequence[RawRecord]) -> pl.DataFrame:
+    """The raw frame of `records`: their fields parsed together, one column at a time.
+
+    The one per-record step is reading each field's Python value into text (an event's values
+    may be numbers, objects or lists: no column form for that).
+    """
+    columns: dict[str, list[str | None]] = {name: [] for name in RAW_COLUMNS}
+    for record in records:
+        fields = record.fields
+        if fields is None:
+            for name in FIELDS:
+                columns[name].append(None)
+                columns[f"{name}_type"].append(None)
+            columns["parse_error"].append(record.parse_error or "record could not be parsed")
+            columns["parse_reason"].append(str(record.parse_reason))
+            continue
+        columns["parse_error"].append(None)
+        columns["parse_reason"].append(None)
+        for name in FIELDS:
+            value = raw_source_id(fields) if name == "id" else fields.get(name)
+            text, kind = _as_text(value, name == "amount")
+            columns[name].append(text)
+            columns[f"{name}_type"].append(kind)
+    return pl.DataFrame(columns, schema=RAW_SCHEMA)
+
+
+def _as_text(value: object, amount: bool) -> tuple[str | None, str | None]:
+    """(text, None) for text and numbers; (None, type name) for anything else."""
+    if value.__class__ is str:
+        return _storable(value), None
+    if value is None:
+        return None, None
+    if isinstance(value, bool):
+        return None, "bool"
+    if isinstance(value, int | float) or (amount and isinstance(value, Decimal)):
+        kind = None if amount else type(value).__name__
+        return str(value), kind
+    return None, type(value).__name__
+
+
+def _storable(text: str) -> str:
+    """Text polars can hold: a lone surrogate (only Python callers can pass one) becomes NUL,
+    one character for one, so the length and the `invalid_text` rule see what they would."""
+    if text.isascii():
+        return text
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return "".join("\x00" if 0xD800 <= ord(c) <= 0xDFFF else c for c in text)
+    return text
+
+
+def fields_of(frame: pl.DataFrame, row: int) -> Mapping[str, object] | None:
+    """The fields of one row of a raw frame, as a record would carry them."""
+    values = frame.row(row, named=True)
+    if values.get("parse_error") is not None:
+        return None
+    return {name: values.get(name) for name in FIELDS if name in frame.columns}

@@ -1,0 +1,58 @@
+"""Content fingerprints of a chunk's transactions, to tell a replay from a conflict.
+
+The same digest as `model.content_fingerprint` (the tests hold them equal), for a column of
+transactions: the normalised text is built as columns, then hashed in one Python loop (SHA-256
+has no polars expression).
+"""
+
+from __future__ import annotations
+
+from _sha256 import sha256
+
+import polars as pl
+
+
+def normalised_amount(cents: pl.Expr) -> pl.Expr:
+    """The amount as `Decimal.normalize()` then `format(…, "f")` spells it ("0" for zero)."""
+    units = (cents.abs() // 100).cast(pl.String)
+    rest = cents.abs() % 100
+    decimals = (
+        pl.when(rest == 0)
+        .then(pl.lit(""))
+        .when(rest % 10 == 0)
+        .then(pl.concat_str([pl.lit("."), (rest // 10).cast(pl.String)]))
+        .otherwise(pl.concat_str([pl.lit("."), rest.cast(pl.String).str.pad_start(2, "0")]))
+    )
+    sign = pl.when(cents < 0).then(pl.lit("-")).otherwise(pl.lit(""))
+    return pl.when(cents == 0).then(pl.lit("0")).otherwise(pl.concat_str([sign, units, decimals]))
+
+
+def iso_utc(moment: pl.Expr) -> pl.Expr:
+    """The instant as `datetime.astimezone(UTC).isoformat()` spells it."""
+    micros = moment.dt.microsecond()
+    fraction = (
+        pl.when(micros == 0)
+        .then(pl.lit(""))
+        .otherwise(pl.concat_str([pl.lit("."), micros.cast(pl.String).str.pad_start(6, "0")]))
+    )
+    return pl.concat_str([moment.dt.strftime("%Y-%m-%dT%H:%M:%S"), fraction, pl.lit("+00:00")])
+
+
+def content_fingerprints(valid: pl.DataFrame) -> pl.Series:
+    """SHA-256 (hex) of each valid row's normalised content."""
+    texts = valid.select(
+        pl.concat_str(
+            [
+                pl.col("source_id"),
+                pl.col("description"),
+                normalised_amount(pl.col("amount_cents")),
+                iso_utc(pl.col("occurred_at")),
+                pl.col("merchant").fill_null(""),
+                pl.col("operation_type"),
+                pl.col("side"),
+            ],
+            separator="\x1f",  # unit separator: no valid field holds it
+        )
+    ).to_series()
+    digests = [sha256(text.encode()).hexdigest() for text in texts.to_list()]
+    return pl.Series("content_sha256", digests, pl.String)
