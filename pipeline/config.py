@@ -57,7 +57,8 @@ class BatchSettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="BATCH_", **_COMMON)  # type: ignore[typeddict-item]
 
-    chunk_size: int = Field(default=5000, ge=1)
+    # Rows per chunk: columns pay off on big chunks (a chunk is one COPY and one upsert).
+    chunk_size: int = Field(default=50_000, ge=1)
     # Files a scheduled run may read (the Airflow `path` param): nothing outside this folder,
     # symlinks resolved. Relative to the project folder when relative.
     data_root: Path = Path("data")

@@ -18,6 +18,7 @@ from pipeline.domain.errors import (
     StoreMisconfigured,
     StoreRejected,
 )
+from pipeline.domain.frames import transactions
 from pipeline.domain.ids import transaction_uuid
 from pipeline.domain.model import (
     CATEGORIES,
@@ -37,7 +38,6 @@ from pipeline.domain.model import (
     content_fingerprint,
     source_id_of,
 )
-from pipeline.domain.validation import transactions
 
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
 

@@ -69,10 +69,11 @@ def parse_fast(
     quotes = quotes[quotes < size]
     if not _quoting_is_plain(body, quotes, ord(header.delimiter)):
         return None
-    try:
-        data[:size].decode("utf-8")
-    except UnicodeDecodeError:
-        return None
+    if int(body.max(initial=0)) >= 0x80:  # not ASCII: check it is UTF-8 (else the slow path)
+        try:
+            data[:size].decode("utf-8")
+        except UnicodeDecodeError:
+            return None
     starts = np.concatenate(([0], ends[:-1] + 1))
     fields = _field_counts(body, quotes, ends, ord(header.delimiter))
     ends_clean = np.minimum(ends, size)

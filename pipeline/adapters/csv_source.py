@@ -27,7 +27,7 @@ from pipeline.domain.validation import REQUIRED_FIELDS
 
 logger = logging.getLogger(__name__)
 
-BLOCK_BYTES = 8 << 20
+BLOCK_BYTES = 4 << 20
 _MAX_GROWTH = 8  # a record longer than a block: up to 8 blocks, then the slow path reads it
 
 
@@ -107,9 +107,11 @@ class CsvTransactionFile:
         source = str(self.path)
         with _open_binary(self.path) as handle:
             offset, line, growth = start, first_line, 1
+            per_record = 256.0  # bytes, learnt as blocks go: read about what a chunk needs
             while offset < end:
+                wanted = min(self.block_bytes, int(max_records * per_record * 1.2) + 65536)
                 handle.seek(offset)
-                data = handle.read(min(self.block_bytes * growth, end - offset))
+                data = handle.read(min(wanted * growth, end - offset))
                 final = offset + len(data) >= end
                 block = parse_fast(data, header, line, source, final, max_records)
                 if block is None and not final and growth < _MAX_GROWTH:
@@ -120,6 +122,8 @@ class CsvTransactionFile:
                     target = max(len(data), 1)
                     block = parse_slow(lines, header, line, source, target, max_records)
                 yield offset, line, block
+                if block.chunk.height:
+                    per_record = block.size / block.chunk.height
                 offset, line, growth = offset + block.size, line + block.covered_lines, 1
 
     def _header(self) -> Header:

@@ -17,9 +17,9 @@ import numpy as np
 import polars as pl
 
 from pipeline.domain.ids import transaction_keys
-from pipeline.domain.validation import text
+from pipeline.domain.validation import stripped
 
-_FLUSH_ROWS = 400_000
+_FLUSH_ROWS = 100_000
 
 
 class IdSpill:
@@ -46,10 +46,10 @@ class IdSpill:
     def add(self, raw: pl.DataFrame, lines: np.ndarray) -> None:
         """Remember the ids of these raw rows (those that name a transaction) at their lines."""
         frame = raw.with_columns(line=pl.Series(lines, dtype=pl.Int64))
-        named = frame.filter(pl.col("parse_error").is_null() & (text("id") != ""))
+        named = frame.filter(pl.col("parse_error").is_null() & (stripped("id") != ""))
         if named.is_empty():
             return
-        keys = transaction_keys(named.select(text("id")).to_series())
+        keys = transaction_keys(named.select(stripped("id")).to_series())
         self._buffer.append(pl.DataFrame({"key": keys, "line": named["line"]}))
         self._buffered += named.height
         if self._buffered >= _FLUSH_ROWS:

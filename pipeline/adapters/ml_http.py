@@ -26,7 +26,7 @@ from pipeline.domain.errors import (
     CategoriserRejected,
     CategoriserUnavailable,
 )
-from pipeline.domain.fingerprints import iso_utc
+from pipeline.domain.fingerprints import amount_text, iso_utc
 from pipeline.domain.frames import transactions_frame
 from pipeline.domain.model import CATEGORIES, Categorisation, Transaction
 
@@ -135,15 +135,7 @@ class _Answer(NamedTuple):
 
 def request_body(batch: pl.DataFrame) -> bytes:
     """The /predict body for a batch: a JSON array of items, built as one column."""
-    cents = pl.col("amount_cents")
-    amount = pl.concat_str(
-        [
-            pl.when(cents < 0).then(pl.lit("-")).otherwise(pl.lit("")),
-            (cents.abs() // 100).cast(pl.String),
-            pl.lit("."),
-            (cents.abs() % 100).cast(pl.String).str.pad_start(2, "0"),
-        ]
-    )
+    amount = amount_text(pl.col("amount_cents"))
     items = batch.select(
         pl.struct(
             id="id",
@@ -165,20 +157,26 @@ def _check_answer(ids: pl.Series, content: bytes, version: str) -> pl.DataFrame:
         answer = pl.read_json(io.BytesIO(content), schema=_WIRE_SCHEMA)
     except (pl.exceptions.PolarsError, ValueError, TypeError) as exc:
         raise CategoriserContractError(f"unreadable ML API answer: {exc!r}"[:500]) from exc
-    unique = answer["transaction_id"].n_unique()
-    if answer.height != ids.len() or unique != ids.len():
+    if answer.height != ids.len():
         raise CategoriserContractError(
-            f"sent {ids.len()} transactions, got {answer.height} answers ({unique} ids)"
+            f"sent {ids.len()} transactions, got {answer.height} answers"
         )
-    # Ids were sent in canonical form and come back so; anything else is a contract error.
-    joined = pl.DataFrame({"transaction_id": ids}).join(answer, on="transaction_id", how="left")
-    bad = joined.filter(~pl.col("category").is_in(CATEGORIES) | pl.col("category").is_null())
-    if bad.height:
-        transaction_id, category = bad.row(0)
+    if not answer["transaction_id"].equals(ids.rename("transaction_id")):  # not in order sent
+        unique = answer["transaction_id"].n_unique()
+        if unique != ids.len():
+            raise CategoriserContractError(
+                f"sent {ids.len()} transactions, got {answer.height} answers ({unique} ids)"
+            )
+        # Ids were sent in canonical form and come back so; anything else is a contract error.
+        frame = pl.DataFrame({"transaction_id": ids})
+        answer = frame.join(answer, on="transaction_id", how="left", maintain_order="left")
+    known = answer["category"].is_in(CATEGORIES).fill_null(False)
+    if not known.all():
+        transaction_id, category = answer.filter(~known).row(0)
         raise CategoriserContractError(
             f"{transaction_id}: missing or unknown category {category!r}"
         )
-    return joined.select(
+    return answer.select(
         id="transaction_id", category="category", model_version=pl.lit(version, pl.String)
     )
 

@@ -27,6 +27,18 @@ def normalised_amount(cents: pl.Expr) -> pl.Expr:
     return pl.when(cents == 0).then(pl.lit("0")).otherwise(pl.concat_str([sign, units, decimals]))
 
 
+def amount_text(cents: pl.Expr) -> pl.Expr:
+    """Cents as a decimal with two places ("-720.98"), exactly (no float on the way)."""
+    return pl.concat_str(
+        [
+            pl.when(cents < 0).then(pl.lit("-")).otherwise(pl.lit("")),
+            (cents.abs() // 100).cast(pl.String),
+            pl.lit("."),
+            (cents.abs() % 100).cast(pl.String).str.pad_start(2, "0"),
+        ]
+    )
+
+
 def iso_utc(moment: pl.Expr) -> pl.Expr:
     """The instant as `datetime.astimezone(UTC).isoformat()` spells it."""
     micros = moment.dt.microsecond()

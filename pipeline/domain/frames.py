@@ -4,12 +4,35 @@ the ports take."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC
+from datetime import UTC, timedelta, timezone
+from decimal import Decimal
+from uuid import UUID
 
 import polars as pl
 
 from pipeline.domain.fingerprints import content_fingerprints
-from pipeline.domain.model import Categorisation, Transaction
+from pipeline.domain.model import Categorisation, Side, Transaction
+
+
+def transactions(valid: pl.DataFrame) -> list[Transaction]:
+    """The valid rows as Transaction objects (for callers that want objects: tests, tools)."""
+    result = []
+    for row in valid.iter_rows(named=True):
+        result.append(
+            Transaction(
+                id=UUID(row["id"]),
+                source_id=row["source_id"],
+                description=row["description"],
+                amount=Decimal(row["amount_cents"]).scaleb(-2),
+                timestamp=row["occurred_at"].astimezone(
+                    timezone(timedelta(seconds=row["utc_offset_s"]))
+                ),
+                merchant=row["merchant"],
+                operation_type=row["operation_type"],
+                side=Side(row["side"]),
+            )
+        )
+    return result
 
 
 def transactions_frame(transactions: Sequence[Transaction]) -> pl.DataFrame:

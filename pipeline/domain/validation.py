@@ -11,24 +11,20 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 from typing import NamedTuple
-from uuid import UUID
-from zoneinfo import ZoneInfo
 
 import polars as pl
 
 from pipeline.domain.chunks import TEXT_FIELDS, raw_frame, records_frame
 from pipeline.domain.errors import InvalidRecord
+from pipeline.domain.frames import transactions
 from pipeline.domain.ids import transaction_keys, uuid_text
-from pipeline.domain.model import RawRecord, Reason, RecordWarning, Side, Transaction
+from pipeline.domain.model import RawRecord, Reason, RecordWarning, Transaction
+from pipeline.domain.timestamps import EARLIEST, LATEST, micros, parse_timestamps
 
 REQUIRED_FIELDS = ("id", "description", "amount", "timestamp", "operation_type", "side")
 KNOWN_OPERATION_TYPES = frozenset({"payment", "direct_debit", "transfer", "refund"})
-EARLIEST = datetime(1900, 1, 1, tzinfo=UTC)
-LATEST = datetime(2200, 1, 1, tzinfo=UTC)
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 # Python's str.strip() whitespace (it includes the separators \x1c-\x1f; polars' default does
 # not), so a field is stripped exactly as the row-by-row rules always did.
@@ -38,11 +34,6 @@ PY_WHITESPACE = "".join(chr(c) for c in range(0x110000) if chr(c).isspace())
 UNSTORABLE = "[\\x00-\\x08\\x0B\\x0C\\x0E-\\x1F\\x7F]"
 # A decimal number with a comma or a point and at most two decimals, ASCII digits only.
 AMOUNT_PATTERN = r"\A([+-]?)([0-9]+)(?:[.,]([0-9]{1,2}))?\z"
-# The timestamp spelling nearly every file uses; any other goes through datetime.fromisoformat.
-COMMON_TIMESTAMP = (
-    r"\A[0-9]{4}-[0-9]{2}-[0-9]{2}[T ][0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]{1,6})?"
-    r"(?:Z|[+-][0-9]{2}:[0-9]{2})?\z"
-)
 _NUMBER_TYPES = ("int", "float")  # a JSON number is read as text in any text field
 
 
@@ -72,7 +63,12 @@ class Rule(NamedTuple):
 
 
 def text(name: str) -> pl.Expr:
-    """Field `name` as stripped text ("" when absent)."""
+    """Field `name` as stripped text ("" when absent): prepared once per chunk (`prepare`)."""
+    return pl.col(f"{name}_text")
+
+
+def stripped(name: str) -> pl.Expr:
+    """Field `name` with Python's whitespace stripped from both ends ("" when absent)."""
     return pl.col(name).fill_null("").str.strip_chars(PY_WHITESPACE)
 
 
@@ -126,7 +122,9 @@ def storable_rule() -> Rule:
             for name in TEXT_FIELDS
         ]
     )
-    return Rule("text is storable", Reason.INVALID_TEXT, offending.is_not_null(), offending)
+    every_text = pl.concat_str([text(name) for name in TEXT_FIELDS], separator="\t")
+    return Rule("text is storable", Reason.INVALID_TEXT, every_text.str.contains(UNSTORABLE),
+                offending)  # fmt: skip
 
 
 def amount_rules(rules: ValidationRules) -> list[Rule]:
@@ -168,12 +166,9 @@ def amount_rules(rules: ValidationRules) -> list[Rule]:
 
 
 def amount_cents(number: pl.Expr) -> pl.Expr:
-    """The amount in cents (null past 15 integer digits: out of any bound we accept)."""
-    units = number.str.extract(AMOUNT_PATTERN, 2).str.strip_chars_start("0")
-    cents = number.str.extract(AMOUNT_PATTERN, 3).fill_null("").str.pad_end(2, "0")
-    value = units.replace("", "0").cast(pl.Int64, strict=False) * 100 + cents.cast(pl.Int64)
-    value = pl.when(units.str.len_chars() <= 15).then(value)
-    return pl.when(number.str.extract(AMOUNT_PATTERN, 1) == "-").then(-value).otherwise(value)
+    """The amount in cents; null past 16 integer digits (out of any bound we accept)."""
+    plain = number.str.replace(",", ".", literal=True).str.replace(r"\A([+-]?)0+([0-9])", "$1$2")
+    return (plain.cast(pl.Decimal(18, 2), strict=False) * 100).cast(pl.Int64)
 
 
 def side_rule() -> Rule:
@@ -186,7 +181,7 @@ def side_rule() -> Rule:
 def timestamp_rules() -> list[Rule]:
     """The timestamp is ISO 8601 (see `timestamps`) and lies in [1900, 2200)."""
     moment = pl.col("occurred_at_us")
-    low, high = _micros(EARLIEST), _micros(LATEST)
+    low, high = micros(EARLIEST), micros(LATEST)
     stamp = _quoted(text("timestamp"))
     return [
         Rule(
@@ -213,13 +208,6 @@ def rules_table(rules: ValidationRules) -> list[Rule]:
         side_rule(),
         *timestamp_rules(),
     ]
-
-
-def _micros(moment: datetime) -> int:
-    return (moment - _EPOCH) // _ONE_MICROSECOND
-
-
-_ONE_MICROSECOND = datetime(1970, 1, 1, 0, 0, 0, 1, tzinfo=UTC) - _EPOCH
 
 
 class Checked(NamedTuple):
@@ -252,30 +240,44 @@ class Validator:
         self.table = rules_table(self.rules)
         self._zone = self.rules.default_timezone
 
-    def check(self, raw: pl.DataFrame) -> Checked:
-        """Validate every row of a raw chunk (see `pipeline.domain.chunks`) at once."""
-        frame = timestamps(raw_frame(raw).with_row_index("row"), self._zone)
-        reason = pl.lit(None, pl.String)
-        detail = pl.lit(None, pl.String)
-        for rule in reversed(self.table):  # built inside out: the first rule is tested first
-            reason = pl.when(rule.fails).then(pl.lit(str(rule.reason))).otherwise(reason)
-            detail = pl.when(rule.fails).then(rule.detail).otherwise(detail)
-        parsed = pl.col("parse_error").is_not_null()
+    def prepare(self, raw: pl.DataFrame) -> pl.DataFrame:
+        """The raw chunk with what the rules read, computed once: stripped texts, the amount
+        in cents, the timestamp as UTC microseconds."""
+        frame = raw_frame(raw).with_row_index("row")
         frame = frame.with_columns(
-            reason=pl.when(parsed).then(pl.col("parse_reason")).otherwise(reason),
-            detail=pl.when(parsed).then(pl.col("parse_error")).otherwise(detail),
+            [stripped(name).alias(f"{name}_text") for name in (*TEXT_FIELDS, "amount")]
         )
-        rejected = frame.filter(pl.col("reason").is_not_null()).select(
+        frame = frame.with_columns(amount_cents=amount_cents(text("amount")))
+        return parse_timestamps(frame, self._zone)
+
+    def check(self, raw: pl.DataFrame) -> Checked:
+        """Validate every row of a raw chunk (see `pipeline.domain.chunks`) at once.
+
+        Every rule is a cheap yes/no on every row; reasons and details are worked out only for
+        the rows that failed one.
+        """
+        frame = self.prepare(raw)
+        first_failed = pl.coalesce(
+            [pl.when(rule.fails).then(pl.lit(n, pl.UInt16)) for n, rule in enumerate(self.table)]
+        )
+        parsed = pl.col("parse_error").is_null()
+        frame = frame.with_columns(failed=first_failed)
+        bad = frame.filter(pl.col("failed").is_not_null() | ~parsed)
+        reason = detail = pl.lit(None, pl.String)
+        for n, rule in reversed(list(enumerate(self.table))):  # inside out: first rule first
+            reason = pl.when(pl.col("failed") == n).then(pl.lit(str(rule.reason))).otherwise(reason)
+            detail = pl.when(pl.col("failed") == n).then(rule.detail).otherwise(detail)
+        rejected = bad.select(
             "row",
-            "reason",
-            "detail",
-            stage=pl.when(parsed).then(pl.lit("parse")).otherwise(pl.lit("validate")),
+            reason=pl.when(parsed).then(reason).otherwise(pl.col("parse_reason")),
+            detail=pl.when(parsed).then(detail).otherwise(pl.col("parse_error")),
+            stage=pl.when(parsed).then(pl.lit("validate")).otherwise(pl.lit("parse")),
         )
-        valid = self._transactions(frame.filter(pl.col("reason").is_null()))
+        valid = self._transactions(frame.filter(pl.col("failed").is_null() & parsed))
         return Checked(valid, rejected)
 
     def _transactions(self, frame: pl.DataFrame) -> pl.DataFrame:
-        cents = amount_cents(text("amount"))
+        cents = pl.col("amount_cents")
         side = text("side").str.to_lowercase()
         frame = frame.select(
             "row",
@@ -306,99 +308,3 @@ class Validator:
         warnings = (RecordWarning.SIGN_DISAGREES_WITH_SIDE,) if row["sign_disagrees"] else ()
         new_type = transaction.operation_type if row["new_operation_type"] else None
         return Validated(transaction, warnings, new_type)
-
-
-def timestamps(frame: pl.DataFrame, zone: str) -> pl.DataFrame:
-    """Add `occurred_at_us`: the timestamp as UTC microseconds, null when not ISO 8601.
-
-    The common spelling (date, time to the second, optional fraction and offset) is parsed as
-    columns; any other text goes through Python's `datetime.fromisoformat` one row at a time,
-    which accepts a dozen more ISO forms (week dates, basic format, any separator…) that have
-    no column form, and is what decides that a timestamp is not ISO 8601.
-    """
-    stamp = text("timestamp")
-    seconds = stamp.str.slice(17, 2).cast(pl.Int64, strict=False)
-    local = (
-        pl.concat_str([stamp.str.slice(0, 10), pl.lit("T"), stamp.str.slice(11, 8)])
-        .str.strptime(pl.Datetime("us"), "%Y-%m-%dT%H:%M:%S", strict=False)
-        .dt.epoch("us")
-    )
-    fraction = stamp.str.extract(r"\.([0-9]{1,6})", 1).str.pad_end(6, "0").cast(pl.Int64)
-    sign = stamp.str.extract(r"([+-])[0-9]{2}:[0-9]{2}\z", 1)
-    hours = stamp.str.extract(r"([0-9]{2}):[0-9]{2}\z", 1).cast(pl.Int64, strict=False)
-    minutes = stamp.str.extract(r"[0-9]{2}:([0-9]{2})\z", 1).cast(pl.Int64, strict=False)
-    offset_us = (hours * 3600 + minutes * 60) * 1_000_000
-    offset_us = pl.when(sign == "-").then(-offset_us).otherwise(offset_us)
-    local_us = local + fraction.fill_null(0)
-    aware = stamp.str.ends_with("Z") | sign.is_not_null()
-    naive = _naive_in(local_us, zone)
-    common = (
-        stamp.str.contains(COMMON_TIMESTAMP)
-        & (seconds <= 59)
-        & (sign.is_null() | ((hours <= 23) & (minutes <= 59)))
-    )
-    utc = pl.when(aware).then(local_us - offset_us.fill_null(0)).otherwise(naive)
-    frame = frame.with_columns(occurred_at_us=pl.when(common).then(utc), local_us=local_us)
-    frame = frame.with_columns(
-        utc_offset_s=((pl.col("local_us") - pl.col("occurred_at_us")) // 1_000_000).cast(pl.Int32)
-    ).drop("local_us")
-    return _iso_fallback(frame, ZoneInfo(zone))
-
-
-def _naive_in(local_us: pl.Expr, zone: str) -> pl.Expr:
-    """Naive local time in `zone` as UTC microseconds; null in a DST gap (Python decides)."""
-    if zone == "UTC":
-        return local_us
-    moment = local_us.cast(pl.Datetime("us")).dt.replace_time_zone(
-        zone, ambiguous="earliest", non_existent="null"
-    )
-    return moment.dt.epoch("us")
-
-
-def _iso_fallback(frame: pl.DataFrame, zone: ZoneInfo) -> pl.DataFrame:
-    todo = frame.filter(pl.col("occurred_at_us").is_null() & (text("timestamp") != ""))
-    if todo.is_empty():
-        return frame
-    stamps = todo.select(text("timestamp")).to_series().to_list()
-    parsed = [_iso_micros(s, zone) for s in stamps]
-    fixed = pl.DataFrame(
-        {
-            "row": todo["row"],
-            "occurred_at_us": pl.Series([p[0] for p in parsed], dtype=pl.Int64),
-            "utc_offset_s": pl.Series([p[1] for p in parsed], dtype=pl.Int32),
-        }
-    )
-    return frame.update(fixed, on="row")
-
-
-def _iso_micros(stamp: str, zone: ZoneInfo) -> tuple[int | None, int | None]:
-    try:
-        moment = datetime.fromisoformat(stamp)
-    except ValueError:
-        return None, None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=zone)
-    offset = moment.utcoffset()
-    seconds = int(offset.total_seconds()) if offset is not None else 0
-    return _micros(moment), seconds
-
-
-def transactions(valid: pl.DataFrame) -> list[Transaction]:
-    """The valid rows as Transaction objects (for callers that want objects: tests, tools)."""
-    result = []
-    for row in valid.iter_rows(named=True):
-        result.append(
-            Transaction(
-                id=UUID(row["id"]),
-                source_id=row["source_id"],
-                description=row["description"],
-                amount=Decimal(row["amount_cents"]).scaleb(-2),
-                timestamp=row["occurred_at"].astimezone(
-                    timezone(timedelta(seconds=row["utc_offset_s"]))
-                ),
-                merchant=row["merchant"],
-                operation_type=row["operation_type"],
-                side=Side(row["side"]),
-            )
-        )
-    return result

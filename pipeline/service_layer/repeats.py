@@ -6,7 +6,7 @@ import polars as pl
 
 from pipeline.domain.chunks import raw_frame
 from pipeline.domain.ids import transaction_keys
-from pipeline.domain.validation import text
+from pipeline.domain.validation import stripped
 
 # The id of a row that fails validation still counts as met when it is text or an integer (a
 # float id is only a transaction's id once valid), as the row-by-row rule always had it.
@@ -46,9 +46,9 @@ def invalid_keys(raw: pl.DataFrame, rejected: pl.DataFrame) -> pl.DataFrame:
     named = frame.filter(
         pl.col("parse_error").is_null()
         & (kind.is_null() | kind.is_in(_REMEMBERED_TYPES))
-        & (text("id") != "")
+        & (stripped("id") != "")
     )
-    ids = named.select(text("id")).to_series()
+    ids = named.select(stripped("id")).to_series()
     return pl.DataFrame({"row": named["row"], "key": transaction_keys(ids)})
 
 

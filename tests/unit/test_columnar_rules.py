@@ -13,9 +13,10 @@ from hypothesis import strategies as st
 from pipeline.domain.chunks import records_frame
 from pipeline.domain.errors import InvalidRecord
 from pipeline.domain.fingerprints import content_fingerprints
+from pipeline.domain.frames import transactions
 from pipeline.domain.ids import transaction_keys, transaction_uuid
 from pipeline.domain.model import RawRecord, SourcePosition, content_fingerprint
-from pipeline.domain.validation import ValidationRules, Validator, transactions
+from pipeline.domain.validation import ValidationRules, Validator
 from tests.oracle import RowOracle
 
 SPACES = " \t\x1c\x1f\x85\xa0\u3000"

@@ -1,6 +1,7 @@
-"""Bulk upsert of a categorised chunk: CSV COPY into a staging table, then one INSERT … SELECT
-… ON CONFLICT into `transactions` (the categorisation lives in the same row: no second upsert,
-no foreign key to check). `executemany` is kept for comparison (bench/bench_store.py).
+"""Bulk upsert of a categorised chunk into `transactions` (the categorisation lives in the same
+row: no second upsert, no foreign key to check): one CSV COPY straight into the table when the
+rows are new, else CSV COPY into a staging table and one INSERT … SELECT … ON CONFLICT.
+`executemany` is kept for comparison (bench/bench_store.py).
 
 An identical re-save changes nothing: the DO UPDATE only fires when a value differs, so
 `updated_at` and `categorised_at` move only when the data does.
@@ -14,6 +15,8 @@ from typing import Any, Literal
 
 import polars as pl
 import psycopg
+
+from pipeline.domain.fingerprints import amount_text
 
 BulkMethod = Literal["copy", "executemany"]
 
@@ -57,6 +60,7 @@ _CREATE_STAGING = (
     + ") ON COMMIT DROP"
 )
 _COPY_STAGING = f"COPY pipeline_staging ({', '.join(STAGING_COLUMNS)}) FROM STDIN (FORMAT CSV)"
+_COPY_DIRECT = f"COPY transactions ({', '.join(_VALUES)}) FROM STDIN (FORMAT CSV)"
 
 
 def _differs(columns: Sequence[str]) -> str:
@@ -121,9 +125,44 @@ def write(conn: psycopg.Connection[Any], staged: pl.DataFrame, method: BulkMetho
 
 
 def _write_by_copy(conn: psycopg.Connection[Any], staged: pl.DataFrame) -> None:
+    """COPY straight into `transactions` when every row is new (the use case looked them up:
+    the usual case); when one is not (23505, a row stored meanwhile), the savepoint is rolled
+    back and the chunk goes through the staging table and ON CONFLICT instead."""
+    try:
+        with conn.transaction():  # a savepoint inside the caller's transaction
+            _copy_new_rows(conn, staged)
+        return
+    except psycopg.errors.UniqueViolation:
+        pass
+    _upsert_by_copy(conn, staged)
+
+
+def _copy_new_rows(conn: psycopg.Connection[Any], staged: pl.DataFrame) -> None:
+    rows = staged.select(
+        "id",
+        "source_id",
+        "description",
+        amount=amount_text(pl.col("amount_cents")),
+        occurred_at=pl.from_epoch("occurred_at_us", "us").dt.strftime("%Y-%m-%d %H:%M:%S%.6f+00"),
+        merchant="merchant",
+        operation_type="operation_type",
+        side="side",
+        content_sha256="content_sha256",
+        category="category",
+        model_version="model_version",
+        categorised_at=pl.lit("now"),  # the transaction's start, as now() in SQL
+    )
+    buffer = io.BytesIO()
+    rows.write_csv(buffer, include_header=False)
+    with conn.cursor() as cur, cur.copy(_COPY_DIRECT) as copy:
+        copy.write(buffer.getbuffer())
+
+
+def _upsert_by_copy(conn: psycopg.Connection[Any], staged: pl.DataFrame) -> None:
     buffer = io.BytesIO()
     staged.write_csv(buffer, include_header=False)
     with conn.cursor() as cur:
+        cur.execute("SET LOCAL work_mem = '64MB'")  # the ORDER BY of a chunk sorts in memory
         cur.execute(_CREATE_STAGING)
         with cur.copy(_COPY_STAGING) as copy:
             copy.write(buffer.getbuffer())

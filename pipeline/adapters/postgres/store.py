@@ -102,9 +102,14 @@ def _translated(action: str, error: BaseException, invalidated: bool) -> Excepti
 _RESOLVE = sa.text(
     """
     UPDATE dead_letters SET status = 'resolved', resolved_at = now()
-    WHERE transaction_id = ANY(CAST(:ids AS uuid[])) AND status IN ('pending', 'redriven')
+    WHERE transaction_id = ANY(CAST(string_to_array(:ids, ',') AS uuid[]))
+      AND status IN ('pending', 'redriven')
       AND reason NOT IN ('duplicate_id', 'conflicting_duplicate')
     """
+)
+_OPEN_LETTERS = sa.text(
+    "SELECT EXISTS (SELECT FROM dead_letters WHERE status IN ('pending', 'redriven')"
+    " AND transaction_id IS NOT NULL AND reason NOT IN ('duplicate_id', 'conflicting_duplicate'))"
 )
 _STORED = sa.text(
     "SELECT id::text, content_sha256 FROM transactions"
@@ -159,7 +164,8 @@ class PostgresStore:
         with translate_errors("saving transactions"), self._engine.begin() as conn:
             driver = cast("psycopg.Connection[Any]", conn.connection.driver_connection)
             postgres_bulk.write(driver, staged, self._bulk_method)
-            conn.execute(_RESOLVE, {"ids": staged["id"].to_list()})
+            if conn.execute(_OPEN_LETTERS).scalar():  # usually none: skip the id look-ups
+                conn.execute(_RESOLVE, {"ids": ",".join(staged["id"].to_list())})
         logger.debug("saved %d categorised transactions", staged.height)
 
     def stored_fingerprints(self, ids: Sequence[UUID]) -> dict[UUID, str | None]:

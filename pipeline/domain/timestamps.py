@@ -1,0 +1,114 @@
+"""Timestamps as columns: ISO 8601 text to UTC microseconds, as `datetime.fromisoformat` reads it.
+
+Three tiers, each exact where it applies: the spelling nearly every file uses (date and time to
+the second, naive) is parsed by polars in one call; the common ISO variants (a fraction, `Z` or
+an offset) by string slices; anything else by Python's `datetime.fromisoformat` one row at a
+time: it accepts a dozen more ISO forms (week dates, basic format, any separator…) that have
+no column form, and it is what decides that a timestamp is not ISO 8601.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from zoneinfo import ZoneInfo
+
+import polars as pl
+
+EARLIEST = datetime(1900, 1, 1, tzinfo=UTC)
+LATEST = datetime(2200, 1, 1, tzinfo=UTC)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_ONE_MICROSECOND = datetime(1970, 1, 1, 0, 0, 0, 1, tzinfo=UTC) - _EPOCH
+PLAIN = r"\A[0-9]{4}-[0-9]{2}-[0-9]{2}[T ][0-9]{2}:[0-9]{2}:[0-9]{2}\z"
+COMMON = (
+    r"\A[0-9]{4}-[0-9]{2}-[0-9]{2}[T ][0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]{1,6})?"
+    r"(?:Z|[+-][0-9]{2}:[0-9]{2})?\z"
+)
+
+
+def micros(moment: datetime) -> int:
+    """An aware datetime as microseconds since the epoch."""
+    return (moment - _EPOCH) // _ONE_MICROSECOND
+
+
+def parse_timestamps(frame: pl.DataFrame, zone: str) -> pl.DataFrame:
+    """Add `occurred_at_us` (UTC microseconds, null when not ISO 8601) and `utc_offset_s` (the
+    offset the text gave or the zone had) from the stripped `timestamp_text`."""
+    stamp = pl.col("timestamp_text")
+    local = _local_us(stamp)
+    plain = stamp.str.contains(PLAIN) & (stamp.str.slice(17, 2) != "60")
+    naive = _naive_in(local, zone)
+    frame = frame.with_columns(
+        occurred_at_us=pl.when(plain).then(naive),
+        utc_offset_s=pl.when(plain).then(((local - naive) // 1_000_000).cast(pl.Int32)),
+    )
+    frame = _common(frame, zone)
+    return _iso_fallback(frame, ZoneInfo(zone))
+
+
+def _local_us(stamp: pl.Expr) -> pl.Expr:
+    """Date and time to the second (the first 19 characters) as naive microseconds."""
+    moment = stamp.str.slice(0, 19).str.replace("T", " ", literal=True, n=1)
+    parsed = moment.str.strptime(pl.Datetime("us"), "%Y-%m-%d %H:%M:%S", strict=False)
+    return parsed.dt.epoch("us")
+
+
+def _common(frame: pl.DataFrame, zone: str) -> pl.DataFrame:
+    """The rows the plain spelling missed, when they carry a fraction, `Z` or an offset."""
+    todo = frame.filter(
+        pl.col("occurred_at_us").is_null() & pl.col("timestamp_text").str.contains(COMMON)
+    )
+    if todo.is_empty():
+        return frame
+    stamp = pl.col("timestamp_text")
+    sign = stamp.str.extract(r"([+-])[0-9]{2}:[0-9]{2}\z", 1)
+    hours = stamp.str.extract(r"([0-9]{2}):[0-9]{2}\z", 1).cast(pl.Int64, strict=False)
+    minutes = stamp.str.extract(r"[0-9]{2}:([0-9]{2})\z", 1).cast(pl.Int64, strict=False)
+    offset_us = (hours * 3600 + minutes * 60) * 1_000_000
+    offset_us = pl.when(sign == "-").then(-offset_us).otherwise(offset_us).fill_null(0)
+    fraction = stamp.str.extract(r"\.([0-9]{1,6})", 1).str.pad_end(6, "0").cast(pl.Int64)
+    local = _local_us(stamp) + fraction.fill_null(0)
+    aware = stamp.str.ends_with("Z") | sign.is_not_null()
+    exact = (stamp.str.slice(17, 2) != "60") & (sign.is_null() | ((hours <= 23) & (minutes <= 59)))
+    utc = pl.when(aware).then(local - offset_us).otherwise(_naive_in(local, zone))
+    fixed = todo.select(
+        "row",
+        occurred_at_us=pl.when(exact).then(utc),
+        utc_offset_s=pl.when(exact).then(((local - utc) // 1_000_000).cast(pl.Int32)),
+    )
+    return frame.update(fixed, on="row")
+
+
+def _naive_in(local_us: pl.Expr, zone: str) -> pl.Expr:
+    """Naive local time in `zone` as UTC microseconds; null in a DST gap (Python decides)."""
+    if zone == "UTC":
+        return local_us
+    moment = local_us.cast(pl.Datetime("us")).dt.replace_time_zone(
+        zone, ambiguous="earliest", non_existent="null"
+    )
+    return moment.dt.epoch("us")
+
+
+def _iso_fallback(frame: pl.DataFrame, zone: ZoneInfo) -> pl.DataFrame:
+    todo = frame.filter(pl.col("occurred_at_us").is_null() & (pl.col("timestamp_text") != ""))
+    if todo.is_empty():
+        return frame
+    parsed = [_iso_micros(stamp, zone) for stamp in todo["timestamp_text"].to_list()]
+    fixed = pl.DataFrame(
+        {
+            "row": todo["row"],
+            "occurred_at_us": pl.Series([p[0] for p in parsed], dtype=pl.Int64),
+            "utc_offset_s": pl.Series([p[1] for p in parsed], dtype=pl.Int32),
+        }
+    )
+    return frame.update(fixed, on="row")
+
+
+def _iso_micros(stamp: str, zone: ZoneInfo) -> tuple[int | None, int | None]:
+    try:
+        moment = datetime.fromisoformat(stamp)
+    except ValueError:
+        return None, None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=zone)
+    offset = moment.utcoffset()
+    return micros(moment), int(offset.total_seconds()) if offset is not None else 0
