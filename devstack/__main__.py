@@ -13,8 +13,10 @@ from devstack.stack import ROOT
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
 kafka_app = typer.Typer(no_args_is_help=True, help="The local Kafka broker (KRaft, one node).")
 postgres_app = typer.Typer(no_args_is_help=True, help="The embedded PostgreSQL of the stack.")
+toxiproxy_app = typer.Typer(no_args_is_help=True, help="Toxiproxy, the fault proxy of make chaos.")
 app.add_typer(kafka_app, name="kafka")
 app.add_typer(postgres_app, name="postgres")
+app.add_typer(toxiproxy_app, name="toxiproxy")
 KAFKA_STATE_DIR = ROOT / ".data" / "kafka"
 POSTGRES_DIR = ROOT / ".data" / "postgres"
 
@@ -83,6 +85,18 @@ def postgres_url(
             raise typer.BadParameter(f"one of {', '.join(by_role)}", param_hint="--role")
         url = by_role[role]
     print(url)
+
+
+@toxiproxy_app.command("build")
+def toxiproxy_build() -> None:
+    """Build the Toxiproxy server with Go (once); prints the binary's path."""
+    from devstack import toxiproxy
+
+    try:
+        print(toxiproxy.ensure_binary())
+    except toxiproxy.ToxiproxyError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        raise typer.Exit(1) from exc
 
 
 @app.command()

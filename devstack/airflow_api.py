@@ -105,13 +105,18 @@ class AirflowApi:
 
     def task_states(self, dag_id: str, run_id: str) -> dict[str, int]:
         """How many task instances of the run are in each state."""
+        counts: dict[str, int] = {}
+        for item in self.task_instances(dag_id, run_id):
+            counts[str(item["state"])] = counts.get(str(item["state"]), 0) + 1
+        return counts
+
+    def task_instances(self, dag_id: str, run_id: str) -> list[dict[str, Any]]:
+        """The run's task instances as Airflow lists them (id, task_id, map_index, state,
+        try_number…)."""
         path = f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances?limit=100"
         answer = self._call("GET", path)
         self._check(answer, "listing task instances")
-        counts: dict[str, int] = {}
-        for item in answer[1]["task_instances"]:
-            counts[str(item["state"])] = counts.get(str(item["state"]), 0) + 1
-        return counts
+        return list(answer[1]["task_instances"])
 
     def _call(self, method: str, path: str, body: object = None) -> tuple[int, Any]:
         """(status, decoded JSON body or the text); HTTP errors are answers, not exceptions."""

@@ -58,6 +58,9 @@ class KafkaBroker:
 
     A restarted broker reuses the ports written in ``data_dir/server.properties``, so clients
     keep their bootstrap address. The Kafka log goes to ``log_file`` (``data_dir/kafka.log``).
+    With ``advertised_port``, clients are sent to that loopback port (a proxy such as
+    Toxiproxy forwarding to ``listener_port``), so every client connection goes through it;
+    ``direct_bootstrap`` bypasses it (probes that must see the broker during a network fault).
     """
 
     def __init__(
@@ -67,10 +70,12 @@ class KafkaBroker:
         cache_dir: Path | None = None,
         *,
         log_file: Path | None = None,
+        advertised_port: int | None = None,
     ) -> None:
         self.data_dir = Path(data_dir).resolve()
         self.log_file = Path(log_file).resolve() if log_file else self.data_dir / "kafka.log"
         self._requested_port = port
+        self.advertised_port = advertised_port
         self._cache_dir = cache_dir
         self._ports: BrokerPorts | None = None
         self._process: subprocess.Popen[bytes] | None = None
@@ -80,10 +85,31 @@ class KafkaBroker:
 
     @property
     def bootstrap(self) -> str:
-        """``127.0.0.1:PORT`` for ``bootstrap.servers``; known once started."""
+        """``127.0.0.1:PORT`` for ``bootstrap.servers`` (the advertised port when one is set)."""
+        return f"{HOST}:{self.advertised_port or self.listener_port}"
+
+    @property
+    def listener_port(self) -> int:
+        """The port the PLAINTEXT listener binds (what a proxy forwards to); known once started
+        or once ``ports()`` chose it."""
         if self._ports is None:
             raise BrokerError("the Kafka broker has not been started")
-        return f"{HOST}:{self._ports.broker}"
+        return self._ports.broker
+
+    @property
+    def direct_bootstrap(self) -> str:
+        """An address that reaches the broker without the proxy (the listener itself if none)."""
+        if self._ports is None:
+            raise BrokerError("the Kafka broker has not been started")
+        return f"{HOST}:{self._ports.direct or self._ports.broker}"
+
+    def ports(self) -> BrokerPorts:
+        """Choose (or read back) the ports before a start, e.g. to point a proxy at them."""
+        if self._ports is None:  # chosen once: a restart keeps them
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+            direct = self.advertised_port is not None
+            self._ports = choose_ports(self._properties, self._requested_port, direct=direct)
+        return self._ports
 
     @property
     def pid(self) -> int | None:
@@ -135,8 +161,9 @@ class KafkaBroker:
         logger.info("Kafka %s starting on %s (pid %d)", kafka_version(), self.bootstrap, self.pid)
         if not detached:  # never leak a JVM when the owner forgets stop() or the interpreter exits
             weakref.finalize(self, _stop_child, process)
+        ready_port = ports.direct or ports.broker  # the proxy may not forward yet
         try:
-            _wait_until_ready(ports.broker, lambda: process.poll() is None, timeout, self.log_file)
+            _wait_until_ready(ready_port, lambda: process.poll() is None, timeout, self.log_file)
         except BaseException:
             self.stop()
             raise
@@ -144,12 +171,12 @@ class KafkaBroker:
 
     def _configure(self, dist: KafkaDistribution) -> BrokerPorts:
         """Write server.properties and the log4j2 config, format storage if new."""
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        ports = self._ports = choose_ports(self._properties, self._requested_port)
-        for port in (ports.broker, ports.controller):
-            if not port_is_free(port):
+        ports = self.ports()
+        for port in (ports.broker, ports.controller, ports.direct):
+            if port is not None and not port_is_free(port):
                 raise BrokerError(f"port {port} on {HOST} is already in use; Kafka cannot bind it")
-        self._properties.write_text(server_properties(ports, self.data_dir / "logs"))
+        properties = server_properties(ports, self.data_dir / "logs", self.advertised_port)
+        self._properties.write_text(properties)
         (self.data_dir / "log4j2.properties").write_text(log4j_properties(self.log_file))
         self._format_storage(dist)
         return ports

@@ -10,30 +10,43 @@ from pathlib import Path
 
 from devstack.loopback import HOST, free_port
 
-_LISTENERS = re.compile(
-    rf"^listeners=PLAINTEXT://{re.escape(HOST)}:(\d+),CONTROLLER://{re.escape(HOST)}:(\d+)$",
-    re.MULTILINE,
-)
+_LISTENERS = re.compile(r"^listeners=(.*)$", re.MULTILINE)
+_LISTENER = re.compile(rf"(\w+)://{re.escape(HOST)}:(\d+)")
 
 
 @dataclass(frozen=True)
 class BrokerPorts:
-    """The client (PLAINTEXT) and KRaft controller ports, both on loopback."""
+    """The client (PLAINTEXT) and KRaft controller ports, both on loopback.
+
+    ``direct`` is a second client listener that advertises itself, present only when the
+    PLAINTEXT listener advertises another address (a proxy in front of the broker): the broker
+    talks to itself and test probes reach it there, whatever the proxy does.
+    """
 
     broker: int
     controller: int
+    direct: int | None = None
 
 
-def choose_ports(properties: Path, requested: int | None) -> BrokerPorts:
+def choose_ports(properties: Path, requested: int | None, *, direct: bool = False) -> BrokerPorts:
     """Reuse the ports of an existing ``server.properties`` so a restart keeps its address."""
     recorded = _recorded_ports(properties)
-    if recorded is not None:
-        return BrokerPorts(requested or recorded.broker, recorded.controller)
-    broker = requested or free_port()
-    controller = free_port()
-    while controller == broker:
-        controller = free_port()
-    return BrokerPorts(broker, controller)
+    taken = set() if recorded is None else {recorded.broker, recorded.controller}
+    if recorded is not None and recorded.direct is not None:
+        taken.add(recorded.direct)
+    broker = requested or (recorded.broker if recorded else _another_port(taken))
+    controller = recorded.controller if recorded else _another_port(taken | {broker})
+    direct_port = None
+    if direct:
+        direct_port = (recorded and recorded.direct) or _another_port(taken | {broker, controller})
+    return BrokerPorts(broker, controller, direct_port)
+
+
+def _another_port(taken: set[int]) -> int:
+    port = free_port()
+    while port in taken:
+        port = free_port()
+    return port
 
 
 def _recorded_ports(properties: Path) -> BrokerPorts | None:
@@ -41,7 +54,10 @@ def _recorded_ports(properties: Path) -> BrokerPorts | None:
         match = _LISTENERS.search(properties.read_text())
     except FileNotFoundError:
         return None
-    return None if match is None else BrokerPorts(int(match.group(1)), int(match.group(2)))
+    ports = {} if match is None else {n: int(p) for n, p in _LISTENER.findall(match.group(1))}
+    if "PLAINTEXT" not in ports or "CONTROLLER" not in ports:
+        return None
+    return BrokerPorts(ports["PLAINTEXT"], ports["CONTROLLER"], ports.get("DIRECT"))
 
 
 def new_cluster_id() -> str:
@@ -52,17 +68,38 @@ def new_cluster_id() -> str:
             return cluster_id
 
 
-def server_properties(ports: BrokerPorts, log_dir: Path) -> str:
-    """A single-node KRaft (broker + controller) configuration sized for tests."""
+def server_properties(ports: BrokerPorts, log_dir: Path, advertised_port: int | None = None) -> str:
+    """A single-node KRaft (broker + controller) configuration sized for tests.
+
+    With ``advertised_port``, clients of the PLAINTEXT listener are told to connect to that
+    loopback port (a proxy forwarding to ``ports.broker``), and the broker itself uses the
+    DIRECT listener (``ports.direct``), which advertises its own address.
+    """
+    controller = f"CONTROLLER://{HOST}:{ports.controller}"
+    listeners = {
+        "listeners": f"PLAINTEXT://{HOST}:{ports.broker},{controller}",
+        "advertised.listeners": f"PLAINTEXT://{HOST}:{ports.broker}",
+        "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+        "inter.broker.listener.name": "PLAINTEXT",
+    }
+    if advertised_port is not None:
+        if ports.direct is None:
+            raise ValueError("an advertised port needs a direct listener port")
+        direct = f"DIRECT://{HOST}:{ports.direct}"
+        listeners = {
+            "listeners": f"PLAINTEXT://{HOST}:{ports.broker},{direct},{controller}",
+            "advertised.listeners": f"PLAINTEXT://{HOST}:{advertised_port},{direct}",
+            "listener.security.protocol.map": (
+                "PLAINTEXT:PLAINTEXT,DIRECT:PLAINTEXT,CONTROLLER:PLAINTEXT"
+            ),
+            "inter.broker.listener.name": "DIRECT",
+        }
     settings = {
         "process.roles": "broker,controller",
         "node.id": "1",
         "controller.quorum.voters": f"1@{HOST}:{ports.controller}",
-        "listeners": f"PLAINTEXT://{HOST}:{ports.broker},CONTROLLER://{HOST}:{ports.controller}",
-        "advertised.listeners": f"PLAINTEXT://{HOST}:{ports.broker}",
-        "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+        **listeners,
         "controller.listener.names": "CONTROLLER",
-        "inter.broker.listener.name": "PLAINTEXT",
         "log.dirs": str(log_dir),
         "num.partitions": "6",
         "auto.create.topics.enable": "false",
