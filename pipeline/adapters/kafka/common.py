@@ -67,4 +67,9 @@ _TRANSIENT_CODES = {
     KafkaError.ILLEGAL_GENERATION,
     KafkaError.UNKNOWN_MEMBER_ID,
     KafkaError._STATE,
+    # What a commit meets while the broker is down or just back: the group coordinator not
+    # known yet, the membership expired meanwhile. The consumer rejoins; never fatal.
+    KafkaError._WAIT_COORD,
+    KafkaError._ASSIGNMENT_LOST,
+    KafkaError._MAX_POLL_EXCEEDED,
 }
