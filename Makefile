@@ -12,7 +12,7 @@ export ML_API_URL ?= http://127.0.0.1:$(ML_API_PORT)
 UV_VERSION = $(shell sed -n '/^name = "uv"$$/{n;s/^version = "\(.*\)"$$/\1/p;}' uv.lock)
 LOCKED := $(VENV)/requirements.lock.txt
 
-.PHONY: all install lock lock-upgrade test test-unit lint lint-imports bench-batch bench-stream \
+.PHONY: all install lock lock-upgrade test test-unit lint lint-imports bench bench-batch bench-stream \
 	down clean status logs composecheck kafka-up kafka-down
 
 $(UV):
@@ -98,6 +98,12 @@ clean:
 composecheck:
 	go -C tools/composecheck build -o ../bin/composecheck .
 	tools/bin/composecheck -f docker-compose.yml -env-file .env.example
+
+## bench: every stage alone (CSV parse, validation, ML API, COPY upsert) and both pipelines end
+## to end (batch 100k and 1M rows, stream at 2,000 and 20,000 events/s) in one run: one table,
+## charts in bench/out/. BENCH_ARGS="--big" adds the 10M-row file, "--consumers 1,2,3" more consumers
+bench: $(STAMP)
+	$(PY) bench/bench_all.py $(BENCH_ARGS)
 
 ## bench-batch: rows/s end to end for the 10k file and a generated 1M-row file, with peak memory
 bench-batch: $(STAMP)

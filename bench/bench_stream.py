@@ -29,6 +29,7 @@ from pathlib import Path
 from uuid import uuid4
 
 import orjson
+import sqlalchemy as sa
 from common import (
     ROOT,
     CpuMeter,
@@ -50,6 +51,7 @@ from devstack.generate import MERCHANTS, OPERATIONS
 from devstack.kafka_broker import KafkaBroker
 from pipeline.adapters.kafka.producer import create_topics
 from pipeline.adapters.postgres import embedded as embedded_pg
+from pipeline.adapters.postgres.store import make_engine
 from pipeline.config import KafkaSettings
 
 KNOBS = ("KAFKA_BATCH_MAX_RECORDS", "KAFKA_BATCH_MAX_MS", "ML_CONCURRENCY", "ML_BATCH_SIZE")
@@ -135,8 +137,9 @@ class Phase:
             for p in range(self.partitions)
         )
 
-    def consumer(self) -> MeasuredProcess:
-        return MeasuredProcess(pipeline_cmd("stream"), self.env(), OUT / f"stream-{self.name}.log")
+    def consumer(self, suffix: str = "") -> MeasuredProcess:
+        log = OUT / f"stream-{self.name}{suffix}.log"
+        return MeasuredProcess(pipeline_cmd("stream"), self.env(), log)
 
     def wait_committed(self, target: int, consumer: MeasuredProcess, timeout: float) -> float:
         """Poll until `target` records are committed; returns the monotonic time it happened."""
@@ -157,8 +160,11 @@ class Phase:
 # --- (a) sustained throughput ----------------------------------------------------------------
 
 
-def sustained(services: Services, source: Path, events: int, partitions: int) -> list[list[object]]:
-    """Preload the events of `source`, then time one consumer from start to last commit."""
+def sustained(
+    services: Services, source: Path, events: int, partitions: int, consumers: int = 1
+) -> list[list[object]]:
+    """Preload the events of `source`, then time `consumers` consumer processes (one group)
+    from start to last commit."""
     phase = Phase(services, "sustained", partitions)
     try:
         print(f"(a) producing {events:,} events to {phase.topic} …  load {load_average()}")
@@ -176,15 +182,18 @@ def sustained(services: Services, source: Path, events: int, partitions: int) ->
             f"({own_rate:,}/s own figure; {produced.seconds:.1f}s wall with start-up)"
         )
 
-        print(f"    consuming with one consumer …  load {load_average()}")
+        print(f"    consuming with {consumers} consumer(s) …  load {load_average()}")
         meter = services.meter()
-        consumer = phase.consumer()
+        group = [phase.consumer(str(n)) for n in range(consumers)]
+        consumer = group[0]
         try:
             first = phase.wait_committed(1, consumer, timeout=300)
             done = phase.wait_committed(events, consumer, timeout=max(600, events / 500))
             cpu = meter.stop()
         finally:
-            run = consumer.stop()
+            runs = [member.stop() for member in group]
+        run = runs[0]
+        consumers_cpu = sum(r.cpu_s for r in runs)
         stored, dead = stored_counts(phase.database_url)
         print(
             f"    {stored:,} stored + {dead:,} dead-lettered of {events:,}; load {load_average()}"
@@ -209,18 +218,20 @@ def sustained(services: Services, source: Path, events: int, partitions: int) ->
             "ok" if produced.returncode == 0 else "FAILED",
         ],
         [
-            "(a) one consumer, preloaded",
+            f"(a) {consumers} consumer(s), preloaded"
+            if consumers > 1
+            else "(a) one consumer, preloaded",
             events,
             total_s,
             events / total_s,
             to_first,
             events / max(total_s - to_first, 1e-9),
             run.peak_rss_mb,
-            run.cpu_s,
+            consumers_cpu,
             cpu["ml_api"],
             cpu["postgres"],
             cpu["kafka"],
-            meter.others(run.cpu_s),
+            meter.others(consumers_cpu),
             "ok" if stored + dead == events and stored == events else "ROWS LOST",
         ],
     ]
@@ -231,7 +242,7 @@ def sustained(services: Services, source: Path, events: int, partitions: int) ->
 
 def latency(
     services: Services, rate: float, seconds: float, partitions: int
-) -> tuple[list[list[object]], tuple[float, float, float, float]]:
+) -> tuple[list[list[object]], tuple[float, float, float, float], list[float]]:
     """Produce at `rate` events/s for `seconds` to a caught-up consumer; per-row latency in SQL."""
     phase = Phase(services, "latency", partitions)
     count = int(rate * seconds)
@@ -262,6 +273,7 @@ def latency(
         finally:
             run = consumer.stop()
         stats = query(phase.database_url, _LATENCY_SQL, start=started)
+        samples = latencies(phase.database_url, started)
         stored, dead = stored_counts(phase.database_url)
         print(
             f"    producer fell behind its schedule by at most {behind * 1000:.0f} ms; "
@@ -275,23 +287,27 @@ def latency(
         f"p99 {p99:.0f}  max {worst:.0f}"
     )
     ok = int(stats[0]) == count and stored == WARMUP_EVENTS + count and dead == 0
-    return [
+    return (
         [
-            f"(b) {rate:,.0f}/s for {seconds:.0f}s",
-            count,
-            seconds,
-            count / seconds,
-            "-",
-            "-",
-            run.peak_rss_mb,
-            run.cpu_s,
-            cpu["ml_api"],
-            cpu["postgres"],
-            cpu["kafka"],
-            meter.others(run.cpu_s),
-            "ok" if ok else "ROWS LOST",
-        ]
-    ], (p50, p95, p99, worst)
+            [
+                f"(b) {rate:,.0f}/s for {seconds:.0f}s",
+                count,
+                seconds,
+                count / seconds,
+                "-",
+                "-",
+                run.peak_rss_mb,
+                run.cpu_s,
+                cpu["ml_api"],
+                cpu["postgres"],
+                cpu["kafka"],
+                meter.others(run.cpu_s),
+                "ok" if ok else "ROWS LOST",
+            ]
+        ],
+        (p50, p95, p99, worst),
+        samples,
+    )
 
 
 _LATENCY_SQL = """
@@ -305,6 +321,24 @@ FROM (
     FROM categorisations AS c JOIN transactions AS t ON t.id = c.transaction_id
     WHERE t.occurred_at >= :start
 ) AS latencies
+"""
+
+
+def latencies(url: str, start: datetime) -> list[float]:
+    """Every measured row's latency in ms, sorted (for a CDF)."""
+    engine = make_engine(url)
+    try:
+        with engine.connect() as conn:
+            rows = conn.execute(sa.text(_LATENCIES_SQL), {"start": start}).all()
+    finally:
+        engine.dispose()
+    return [float(row[0]) for row in rows]
+
+
+_LATENCIES_SQL = """
+SELECT extract(epoch FROM c.categorised_at - t.occurred_at) * 1000 AS ms
+FROM categorisations AS c JOIN transactions AS t ON t.id = c.transaction_id
+WHERE t.occurred_at >= :start ORDER BY ms
 """
 
 
@@ -383,7 +417,9 @@ def main() -> int:
         if source is not None:
             rows += sustained(services, source, args.events, args.partitions)
         if not args.skip_latency:
-            latency_rows, percentiles = latency(services, args.rate, args.seconds, args.partitions)
+            latency_rows, percentiles, _ = latency(
+                services, args.rate, args.seconds, args.partitions
+            )
             rows += latency_rows
     finally:
         api.stop()
