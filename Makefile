@@ -11,9 +11,10 @@ export ML_API_URL ?= http://127.0.0.1:$(ML_API_PORT)
 # uv at the version uv.lock pins for itself (the Dockerfile reads the same line).
 UV_VERSION = $(shell sed -n '/^name = "uv"$$/{n;s/^version = "\(.*\)"$$/\1/p;}' uv.lock)
 LOCKED := $(VENV)/requirements.lock.txt
+TOXIPROXY := tools/bin/toxiproxy/server
 
 .PHONY: all install lock lock-upgrade test test-unit lint lint-imports bench bench-batch bench-stream \
-	down clean status logs composecheck kafka-up kafka-down
+	down clean status logs composecheck kafka-up kafka-down chaos toxiproxy
 
 $(UV):
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -40,7 +41,7 @@ lock-upgrade: | $(UV)
 	$(UV) lock --python $(PY) --upgrade
 
 ## test: everything, from nothing (venv, embedded PostgreSQL, Kafka, the ML API are started by fixtures)
-test: $(STAMP) lint-imports
+test: $(STAMP) lint-imports $(TOXIPROXY)
 	$(PY) -m pytest
 
 test-unit: $(STAMP)
@@ -93,6 +94,18 @@ down:
 ## clean: stop every service and delete the data (.data/, or the compose volumes)
 clean:
 	$(call stack,clean)
+
+## chaos: the fault matrix (about 25 minutes): real PostgreSQL, Kafka and the ML API behind
+## Toxiproxy, every fault of issue 9, the exact final state checked; one table, the same as
+## JSON in bench/out/chaos.json, exit 1 if a scenario fails. CHAOS_ARGS="--only NAME…|--list"
+chaos: $(STAMP) $(TOXIPROXY)
+	$(PY) -m bench.chaos $(CHAOS_ARGS)
+
+## toxiproxy: build the Toxiproxy server (Go, once) into tools/bin/toxiproxy/
+toxiproxy: $(TOXIPROXY)
+
+$(TOXIPROXY): | $(STAMP)
+	$(PY) -m devstack toxiproxy build
 
 ## composecheck: validate docker-compose.yml with compose-go, without a Docker engine
 composecheck:

@@ -1,0 +1,1 @@
+"""The fault matrix (`make chaos`): real services, faults injected, final states checked."""
