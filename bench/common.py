@@ -16,11 +16,15 @@ from typing import Any
 import psutil
 import sqlalchemy as sa
 
-from devstack.ml_api_server import MlApiServer
-from pipeline.adapters.postgres import embedded as embedded_pg
-from pipeline.adapters.postgres import schema as postgres_schema
-from pipeline.adapters.postgres.embedded import EmbeddedPostgres
-from pipeline.adapters.postgres.store import make_engine
+# The benchmarks run as scripts (`python bench/…`): the project folder, where devstack lives
+# (not in the wheel), goes on the path first.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from devstack.ml_api_server import MlApiServer  # noqa: E402
+from pipeline.adapters.postgres import embedded as embedded_pg  # noqa: E402
+from pipeline.adapters.postgres import schema as postgres_schema  # noqa: E402
+from pipeline.adapters.postgres.embedded import EmbeddedPostgres  # noqa: E402
+from pipeline.adapters.postgres.store import make_engine  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 CACHE = ROOT / ".cache" / "bench"

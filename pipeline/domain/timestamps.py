@@ -53,27 +53,56 @@ def _local_us(stamp: pl.Expr) -> pl.Expr:
 
 
 def _common(frame: pl.DataFrame, zone: str) -> pl.DataFrame:
-    """The rows the plain spelling missed, when they carry a fraction, `Z` or an offset."""
+    """The rows the plain spelling missed, when they carry a fraction, `Z` or an offset: one
+    pattern checks the shape, fixed positions give the parts (no pattern per part: compiling
+    patterns costs more than a small stream batch)."""
     todo = frame.filter(
         pl.col("occurred_at_us").is_null() & pl.col("timestamp_text").str.contains(COMMON)
     )
     if todo.is_empty():
         return frame
     stamp = pl.col("timestamp_text")
-    sign = stamp.str.extract(r"([+-])[0-9]{2}:[0-9]{2}\z", 1)
-    hours = stamp.str.extract(r"([0-9]{2}):[0-9]{2}\z", 1).cast(pl.Int64, strict=False)
-    minutes = stamp.str.extract(r"[0-9]{2}:([0-9]{2})\z", 1).cast(pl.Int64, strict=False)
-    offset_us = (hours * 3600 + minutes * 60) * 1_000_000
-    offset_us = pl.when(sign == "-").then(-offset_us).otherwise(offset_us).fill_null(0)
-    fraction = stamp.str.extract(r"\.([0-9]{1,6})", 1).str.pad_end(6, "0").cast(pl.Int64)
-    local = _local_us(stamp) + fraction.fill_null(0)
-    aware = stamp.str.ends_with("Z") | sign.is_not_null()
-    exact = (stamp.str.slice(17, 2) != "60") & (sign.is_null() | ((hours <= 23) & (minutes <= 59)))
-    utc = pl.when(aware).then(local - offset_us).otherwise(_naive_in(local, zone))
-    fixed = todo.select(
+    size = pl.col("size")
+    # Parts first, as columns, then combined: one expression tree for all of it costs polars
+    # more to plan than to run on a small batch.
+    parts = todo.select(
         "row",
-        occurred_at_us=pl.when(exact).then(utc),
-        utc_offset_s=pl.when(exact).then(((local - utc) // 1_000_000).cast(pl.Int32)),
+        "timestamp_text",
+        size=stamp.str.len_chars(),
+        zulu=stamp.str.ends_with("Z"),
+        local=_local_us(stamp),
+    ).with_columns(signed=stamp.str.slice(size - 6, 1).is_in(["+", "-"]) & (size >= 25))
+    zone_chars = pl.when("zulu").then(1).when("signed").then(6).otherwise(0)
+    parts = parts.with_columns(
+        fraction_chars=(size - 20 - zone_chars).clip(lower_bound=0),
+        hours=stamp.str.slice(size - 5, 2).cast(pl.Int64, strict=False),
+        minutes=stamp.str.slice(size - 2, 2).cast(pl.Int64, strict=False),
+        negative=stamp.str.slice(size - 6, 1) == "-",
+    )
+    fraction = stamp.str.slice(20, pl.col("fraction_chars")).str.pad_end(6, "0")
+    offset_us = (pl.col("hours") * 3600 + pl.col("minutes") * 60) * 1_000_000
+    parts = parts.with_columns(
+        local=pl.col("local")
+        + pl.when(pl.col("fraction_chars") > 0)
+        .then(fraction.cast(pl.Int64, strict=False))
+        .otherwise(0),
+        offset_us=pl.when("negative").then(-offset_us).otherwise(offset_us),
+        exact=(stamp.str.slice(17, 2) != "60")
+        & (~pl.col("signed") | ((pl.col("hours") <= 23) & (pl.col("minutes") <= 59))),
+    )
+    local = pl.col("local")
+    utc = (
+        pl.when("zulu")
+        .then(local)
+        .when("signed")
+        .then(local - pl.col("offset_us"))
+        .otherwise(_naive_in(local, zone))
+    )
+    parts = parts.with_columns(utc=utc)
+    fixed = parts.select(
+        "row",
+        occurred_at_us=pl.when("exact").then(pl.col("utc")),
+        utc_offset_s=pl.when("exact").then(((local - pl.col("utc")) // 1_000_000).cast(pl.Int32)),
     )
     return frame.update(fixed, on="row")
 

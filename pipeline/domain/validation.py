@@ -217,6 +217,9 @@ class Checked(NamedTuple):
     rejected: pl.DataFrame
 
 
+_REJECTED_SCHEMA = {"row": pl.UInt32, "reason": pl.String, "detail": pl.String, "stage": pl.String}
+
+
 class Validated(NamedTuple):
     """A transaction plus the non-blocking observations made while validating it."""
 
@@ -239,6 +242,16 @@ class Validator:
         self.rules = rules or ValidationRules()
         self.table = rules_table(self.rules)
         self._zone = self.rules.default_timezone
+        # The combined expressions are built once: building them costs more than running them
+        # on a small stream batch.
+        self._first_failed = pl.coalesce(
+            [pl.when(rule.fails).then(pl.lit(n, pl.UInt16)) for n, rule in enumerate(self.table)]
+        )
+        reason = detail = pl.lit(None, pl.String)
+        for n, rule in reversed(list(enumerate(self.table))):  # inside out: first rule first
+            reason = pl.when(pl.col("failed") == n).then(pl.lit(str(rule.reason))).otherwise(reason)
+            detail = pl.when(pl.col("failed") == n).then(rule.detail).otherwise(detail)
+        self._reason, self._detail = reason, detail
 
     def prepare(self, raw: pl.DataFrame) -> pl.DataFrame:
         """The raw chunk with what the rules read, computed once: stripped texts, the amount
@@ -256,23 +269,18 @@ class Validator:
         Every rule is a cheap yes/no on every row; reasons and details are worked out only for
         the rows that failed one.
         """
-        frame = self.prepare(raw)
-        first_failed = pl.coalesce(
-            [pl.when(rule.fails).then(pl.lit(n, pl.UInt16)) for n, rule in enumerate(self.table)]
-        )
+        frame = self.prepare(raw).with_columns(failed=self._first_failed)
         parsed = pl.col("parse_error").is_null()
-        frame = frame.with_columns(failed=first_failed)
         bad = frame.filter(pl.col("failed").is_not_null() | ~parsed)
-        reason = detail = pl.lit(None, pl.String)
-        for n, rule in reversed(list(enumerate(self.table))):  # inside out: first rule first
-            reason = pl.when(pl.col("failed") == n).then(pl.lit(str(rule.reason))).otherwise(reason)
-            detail = pl.when(pl.col("failed") == n).then(rule.detail).otherwise(detail)
-        rejected = bad.select(
-            "row",
-            reason=pl.when(parsed).then(reason).otherwise(pl.col("parse_reason")),
-            detail=pl.when(parsed).then(detail).otherwise(pl.col("parse_error")),
-            stage=pl.when(parsed).then(pl.lit("validate")).otherwise(pl.lit("parse")),
-        )
+        if bad.is_empty():
+            rejected = pl.DataFrame(schema=_REJECTED_SCHEMA)
+        else:
+            rejected = bad.select(
+                "row",
+                reason=pl.when(parsed).then(self._reason).otherwise(pl.col("parse_reason")),
+                detail=pl.when(parsed).then(self._detail).otherwise(pl.col("parse_error")),
+                stage=pl.when(parsed).then(pl.lit("validate")).otherwise(pl.lit("parse")),
+            )
         valid = self._transactions(frame.filter(pl.col("failed").is_null() & parsed))
         return Checked(valid, rejected)
 
