@@ -25,7 +25,6 @@ from pipeline.domain.model import (
     Categorisation,
     DeadLetterStatus,
     FileFacts,
-    FilePlan,
     Outcome,
     ParkedRecord,
     RawRecord,
@@ -34,10 +33,10 @@ from pipeline.domain.model import (
     RunKind,
     RunStatus,
     Transaction,
-    Window,
     content_fingerprint,
     source_id_of,
 )
+from pipeline.domain.plans import FilePlan, Window
 
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
 

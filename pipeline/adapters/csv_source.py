@@ -22,7 +22,8 @@ from pipeline.adapters.csv_blocks import Block, Header, parse_fast, parse_slow
 from pipeline.adapters.id_spill import IdSpill
 from pipeline.domain.chunks import RawChunk
 from pipeline.domain.errors import ConfigurationError, FileChanged
-from pipeline.domain.model import FileFacts, FilePlan, RawRecord, Window
+from pipeline.domain.model import FileFacts, RawRecord
+from pipeline.domain.plans import FilePlan, Window
 from pipeline.domain.validation import REQUIRED_FIELDS
 
 logger = logging.getLogger(__name__)

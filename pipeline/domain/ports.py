@@ -14,7 +14,6 @@ from pipeline.domain.chunks import RawChunk
 from pipeline.domain.model import (
     DeadLetterStatus,
     FileFacts,
-    FilePlan,
     Outcome,
     ParkedRecord,
     RawRecord,
@@ -22,8 +21,8 @@ from pipeline.domain.model import (
     Rejection,
     RunKind,
     RunStatus,
-    Window,
 )
+from pipeline.domain.plans import FilePlan, Window
 
 
 class TransactionSource(Protocol):

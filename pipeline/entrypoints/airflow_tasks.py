@@ -19,7 +19,8 @@ from uuid import UUID
 from pipeline import bootstrap
 from pipeline.config import BatchSettings, DatabaseSettings, MlApiSettings, ValidationSettings
 from pipeline.domain.errors import ConfigurationError
-from pipeline.domain.model import FilePlan, Outcome, RunKind, Window
+from pipeline.domain.model import Outcome, RunKind
+from pipeline.domain.plans import FilePlan, Window
 from pipeline.domain.ports import TransactionFile
 from pipeline.service_layer.files import WHOLE_FILE, categorise_window, plan_windows
 from pipeline.service_layer.runs import add_up, reject_share

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from pipeline.domain.model import FilePlan, Outcome, Window
+from pipeline.domain.model import Outcome
+from pipeline.domain.plans import FilePlan, Window
 from pipeline.domain.ports import TransactionFile
 from pipeline.service_layer.categorise import CategoriseRecords
 from pipeline.service_layer.chunks import run_chunks

@@ -11,7 +11,8 @@ from rich.table import Table
 
 from pipeline import bootstrap
 from pipeline.config import DatabaseSettings, MlApiSettings, ValidationSettings
-from pipeline.domain.model import FilePlan, Outcome, RunKind, Window
+from pipeline.domain.model import Outcome, RunKind
+from pipeline.domain.plans import FilePlan, Window
 from pipeline.entrypoints.cli.progress import progress
 from pipeline.service_layer.files import categorise_file, categorise_window, plan_windows
 
