@@ -72,6 +72,9 @@ class FakeCategoriser:
         self.fail_calls = set(fail_calls)
         self.calls: list[int] = []
 
+    def prepare(self, rows: pl.DataFrame) -> pl.DataFrame:
+        return rows
+
     def categorise_batch(self, batch: pl.DataFrame) -> pl.DataFrame:
         self.calls.append(batch.height)
         if len(self.calls) in self.fail_calls:

@@ -26,7 +26,7 @@ from pipeline.domain.errors import (
     CategoriserRejected,
     CategoriserUnavailable,
 )
-from pipeline.domain.fingerprints import amount_text, iso_utc
+from pipeline.domain.fingerprints import amount_text
 from pipeline.domain.frames import transactions_frame
 from pipeline.domain.model import CATEGORIES, Categorisation, Transaction
 
@@ -79,12 +79,19 @@ class HttpCategoriser:
             reraise=True,
         )(self._post_once)
 
+    def prepare(self, rows: pl.DataFrame) -> pl.DataFrame:
+        """Each row's JSON item, written for the whole chunk at once (polars' cost per call is
+        fixed: once per chunk instead of once per 1,000-row request)."""
+        return rows.with_columns(request_items(rows).alias(_ITEM))
+
     def categorise_batch(self, batch: pl.DataFrame) -> pl.DataFrame:
         """`category` and `model_version` per row, in order: the JSON body is written by
         polars and the answer read by polars, no Python object per transaction."""
         if not batch.height:
             return pl.DataFrame(schema=_ANSWER_SCHEMA)
-        response = self._post(request_body(batch))
+        items = batch[_ITEM] if _ITEM in batch.columns else request_items(batch)
+        joined: str = items.str.join(",").item()
+        response = self._post(b"[" + joined.encode() + b"]")
         return _check_answer(batch["id"], response.content, response.version)
 
     def categorise(self, transactions: Sequence[Transaction]) -> list[Categorisation]:
@@ -133,22 +140,28 @@ class _Answer(NamedTuple):
     content: bytes
 
 
-def request_body(batch: pl.DataFrame) -> bytes:
-    """The /predict body for a batch: a JSON array of items, built as one column."""
-    amount = amount_text(pl.col("amount_cents"))
-    items = batch.select(
+def request_items(batch: pl.DataFrame) -> pl.Series:
+    """The /predict item of each row, as JSON text (the body is these joined in a list)."""
+    return batch.select(
         pl.struct(
             id="id",
             description="description",
-            amount=amount,
-            timestamp=iso_utc(pl.col("occurred_at")),
+            amount=amount_text(pl.col("amount_cents")),
+            timestamp=pl.col("occurred_at").dt.strftime("%Y-%m-%dT%H:%M:%S%.6f+00:00"),
             merchant="merchant",
             operation_type="operation_type",
             side="side",
         ).struct.json_encode()
     ).to_series()
-    joined: str = items.str.join(",").item()
+
+
+def request_body(batch: pl.DataFrame) -> bytes:
+    """The /predict body for a batch: a JSON array of items."""
+    joined: str = request_items(batch).str.join(",").item()
     return b"[" + joined.encode() + b"]"
+
+
+_ITEM = "prepared_ml_item"
 
 
 def _check_answer(ids: pl.Series, content: bytes, version: str) -> pl.DataFrame:

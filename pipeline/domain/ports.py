@@ -56,6 +56,11 @@ class TransactionFile(Protocol):
 class Categoriser(Protocol):
     """The ML service that gives each transaction a category."""
 
+    def prepare(self, rows: pl.DataFrame) -> pl.DataFrame:
+        """`rows` with what the categoriser computes once per chunk rather than once per call
+        (the HTTP adapter: each row's JSON item); `categorise_batch` then gets slices of it."""
+        ...
+
     def categorise_batch(self, batch: pl.DataFrame) -> pl.DataFrame:
         """`category` and `model_version` for each row of `batch` (valid transactions, as
         `validation.VALID_COLUMNS`), in the same order; or raise.

@@ -194,6 +194,8 @@ class CategoriseRecords:
         self, todo: pl.DataFrame, deadline: float | None
     ) -> tuple[pl.DataFrame, Refusals]:
         size = self.options.ml_batch_size
+        if todo.height:
+            todo = self.categoriser.prepare(todo)
         batches = [todo.slice(start, size) for start in range(0, todo.height, size)]
         work = partial(self._categorise_bisecting, deadline=deadline)
         if len(batches) > 1 and self.options.ml_concurrency > 1:
@@ -204,6 +206,7 @@ class CategoriseRecords:
         done = [frame for frame, _ in results if frame.height]
         refused = [refusal for _, failed in results for refusal in failed]
         categorised = pl.concat(done) if done else todo.clear().with_columns(_NO_CATEGORY)
+        categorised = categorised.select(pl.exclude(PREPARED_PREFIX + "*"))
         if refused and not categorised.height and len(refused) > 1:
             raise CategoriserMisconfigured(
                 f"the ML API refused every one of {len(refused)} records alike "
@@ -274,6 +277,7 @@ class CategoriseRecords:
         return reject(chunk.record(row), reason, detail, stage, error or "InvalidRecord", cap)
 
 
+PREPARED_PREFIX = "prepared_"  # columns a categoriser adds in `prepare`, dropped after it
 _NOTHING_STORED = pl.DataFrame(schema={"id": pl.String, "content_sha256": pl.String})
 _NO_CATEGORY = (
     pl.lit(None, pl.String).alias("category"),
