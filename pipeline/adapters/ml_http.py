@@ -20,6 +20,7 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
+from pipeline.adapters.http_deadline import deadline, deadline_client
 from pipeline.domain.errors import (
     CategoriserContractError,
     CategoriserMisconfigured,
@@ -51,7 +52,7 @@ class RetryPolicy:
 def make_client(base_url: str, timeout_s: float = 10.0, pool: int = 8) -> httpx.Client:
     """A pooled HTTP client for the ML API; the caller closes it."""
     limits = httpx.Limits(max_connections=pool, max_keepalive_connections=pool)
-    return httpx.Client(base_url=base_url, timeout=httpx.Timeout(timeout_s), limits=limits)
+    return deadline_client(base_url, httpx.Timeout(timeout_s), limits)
 
 
 class HttpCategoriser:
@@ -107,21 +108,20 @@ class HttpCategoriser:
         ]
 
     def _post_once(self, body: bytes) -> _Answer:
-        """One call, bounded in total (not only per read: a trickling answer is cut too)."""
-        deadline = time.monotonic() + self.total_timeout_s
+        """One call, bounded in total (not only per read: an answer trickling its headers or
+        its body is cut too) when the client comes from make_client."""
         headers = {"content-type": "application/json"}
+        began = time.monotonic()
         try:
-            with self.client.stream("POST", "/predict", content=body, headers=headers) as response:
-                chunks = []
-                for chunk in response.iter_bytes():
-                    chunks.append(chunk)
-                    if time.monotonic() > deadline:
-                        raise CategoriserUnavailable(
-                            f"ML API answer took over {self.total_timeout_s:.0f}s in total"
-                        )
+            with deadline(self.total_timeout_s):
+                response = self.client.post("/predict", content=body, headers=headers)
         except httpx.TransportError as exc:
+            if time.monotonic() - began >= self.total_timeout_s:
+                raise CategoriserUnavailable(
+                    f"ML API call took over ML_TOTAL_TIMEOUT_S={self.total_timeout_s:g}s"
+                ) from exc
             raise CategoriserUnavailable(f"ML API unreachable: {exc!r}") from exc
-        content = b"".join(chunks)
+        content = response.content
         if response.status_code in _TRANSIENT_STATUS:
             raise CategoriserUnavailable(f"ML API answered {response.status_code}")
         if response.status_code in _SYSTEMIC_STATUS:

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import socket
+import threading
+import time
 from collections import Counter
 from collections.abc import Iterator
+from contextlib import suppress
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -183,3 +187,59 @@ def test_unreachable_api_raises_categoriser_unavailable_after_the_configured_att
 
     assert recorded.requests == 3
     assert recorded.statuses == []
+
+
+class TricklingServer:
+    """A hostile HTTP peer on loopback: reads the request, then sends its answer one byte at
+    a time, each well within the per-read timeout (what a Toxiproxy slicer does)."""
+
+    BODY = b"[" + b" " * 198 + b"]"
+    ANSWER = (
+        b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 200\r\n"
+        b"x-padding: " + b"p" * 200 + b"\r\n\r\n" + BODY
+    )
+
+    def __init__(self, headers_at_once: bool) -> None:
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self._headers_at_once = headers_at_once
+        self._stop = threading.Event()
+        self.url = f"http://127.0.0.1:{self._listener.getsockname()[1]}"
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        connection, _ = self._listener.accept()
+        with connection:
+            connection.recv(65536)
+            answer = self.ANSWER
+            if self._headers_at_once:
+                head, _, body = answer.partition(b"\r\n\r\n")
+                connection.sendall(head)  # all but the blank line: the body trickles
+                answer = b"\r\n\r\n" + body
+            for byte in answer:
+                if self._stop.wait(0.1):
+                    return
+                with suppress(OSError):
+                    connection.sendall(bytes([byte]))
+
+    def close(self) -> None:
+        self._stop.set()
+        self._listener.close()
+        self._thread.join(5)
+
+
+@pytest.mark.parametrize("headers_at_once", [False, True], ids=["headers", "body"])
+def test_a_trickling_answer_is_cut_at_the_total_timeout(headers_at_once: bool) -> None:
+    server = TricklingServer(headers_at_once)
+    try:
+        with make_client(server.url, timeout_s=10) as slow:
+            categoriser = HttpCategoriser(slow, RetryPolicy(attempts=1), total_timeout_s=1.0)
+            began = time.monotonic()
+
+            with pytest.raises(CategoriserUnavailable, match="ML_TOTAL_TIMEOUT_S=1s"):
+                categoriser.categorise(transactions(1))
+
+            # The whole answer takes over 20 s to trickle; each byte arrives within 0.1 s.
+            assert time.monotonic() - began < 3
+    finally:
+        server.close()
