@@ -410,3 +410,40 @@ def test_malformed_redrive_header_does_not_crash_the_consumer(kafka: KafkaSettin
 
     assert record.replays == 0
     assert record.fields is not None and record.fields["id"] == "h-1"
+
+
+def test_a_partition_revoked_while_paused_is_consumed_once_assigned_back(
+    kafka_bootstrap: str, stream_factory: Callable[[KafkaSettings], KafkaRecordStream]
+) -> None:
+    """The broker-restart chaos scenario: paused on a transient fault, a rebalance takes
+    partitions away, the stream resumes, they come back; they must not stay paused."""
+    settings = settings_for(kafka_bootstrap, partitions=2)
+    create_topics(settings)
+    first = stream_factory(settings)
+    first.poll(10, 1.0)
+    wait_for(lambda: len(first.owned) == 2, first)
+
+    first.pause()
+    second = KafkaRecordStream(settings)
+    wait_for(lambda: len(first.owned) == 1 and len(second.owned) == 1, first, second)
+    first.resume()  # covers only the partition it still owns
+    second.close()  # the other partition comes back
+    wait_for(lambda: len(first.owned) == 2, first)
+
+    for partition in (0, 1):
+        values = [orjson.dumps({"id": f"p{partition}-{i}"}) for i in range(3)]
+        produce(kafka_bootstrap, settings.topic, [(None, v, None) for v in values], partition)
+    records = poll_until(first, 6)
+
+    assert {r.position.partition for r in records} == {0, 1}
+
+
+def wait_for(
+    condition: Callable[[], bool], *polling: KafkaRecordStream, timeout: float = 60
+) -> None:
+    """Poll the streams (rebalances run inside poll) until ``condition`` holds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "rebalance did not happen in time"
+        for stream in polling:
+            assert stream.poll(10, 0.2) == []

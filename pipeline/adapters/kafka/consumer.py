@@ -137,8 +137,13 @@ class KafkaRecordStream:
                     self._committed[tp.partition] = tp.offset
         except KafkaException as exc:
             logger.warning("committed offsets unavailable on assign: %s", exc)
+        # librdkafka keeps a partition's pause flag across rebalances: one paused, revoked
+        # while paused (resume() only covers the assignment of the moment) and assigned back
+        # would stay paused for good. Every partition given to us takes the stream's state.
         if self._paused:
             consumer.pause(partitions)
+        else:
+            consumer.resume(partitions)
         logger.info("assigned partitions %s", sorted(tp.partition for tp in partitions))
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
