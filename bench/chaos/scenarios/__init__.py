@@ -8,7 +8,13 @@ from bench.chaos.scenarios.batch import batch_kill9, pg_restart_batch
 from bench.chaos.scenarios.broker import broker_restart, kafka_cut
 from bench.chaos.scenarios.consumers import kill9, kill9_smoke, rebalance_storm, rolling_restart
 from bench.chaos.scenarios.ml_api import ml_5xx_bursts, ml_latency, ml_outage, ml_reset, ml_trickle
-from bench.chaos.scenarios.postgres import pg_cut_smoke, pg_read_only, pg_restart, pg_unreachable
+from bench.chaos.scenarios.postgres import (
+    pg_cut_smoke,
+    pg_disk_full,
+    pg_read_only,
+    pg_restart,
+    pg_unreachable,
+)
 
 __all__ = ["MATRIX", "SMOKE", "Scenario"]
 
@@ -21,6 +27,7 @@ MATRIX = [
     Scenario("pg-restart-stream", "PostgreSQL crash-stopped mid-stream, back in 5 s", pg_restart),
     Scenario("pg-unreachable", "network to PostgreSQL cut 2 min (Toxiproxy)", pg_unreachable),
     Scenario("pg-read-only", "PostgreSQL read-only for 60 s", pg_read_only),
+    Scenario("pg-disk-full", "the tables' volume full for 60 s", pg_disk_full),
     Scenario("ml-5xx-bursts", "3 bursts of 20 ML answers 503/500/502", ml_5xx_bursts),
     Scenario("ml-latency", "ML answers 12 s late (timeout 10 s) for 60 s", ml_latency),
     Scenario("ml-reset", "ML connections reset by peer for 30 s", ml_reset),
