@@ -86,7 +86,7 @@ def _add_routes(app: FastAPI, settings: ServiceSettings, injector: FaultInjector
             logger.warning("injected /predict failure with status %d", status)
             return _json(status, {"detail": f"injected fault: {status}"}, fault_headers(status))
         try:
-            items = parser.parse(body)
+            ids = parser.ids(body)
         except BatchTooLargeError as exc:
             logger.info("rejected /predict: %s", exc)
             return _json(413, {"detail": str(exc)}, _VERSION_HEADERS)
@@ -94,9 +94,7 @@ def _add_routes(app: FastAPI, settings: ServiceSettings, injector: FaultInjector
             logger.info("rejected /predict: %s", exc)
             errors = [error.model_dump() for error in exc.errors]
             return _json(422, {"detail": errors}, _VERSION_HEADERS)
-        predictions = [
-            {"transaction_id": item.id, "category": categorise(item.id)} for item in items
-        ]
+        predictions = [{"transaction_id": id_, "category": categorise(id_)} for id_ in ids]
         return _json(200, predictions, _VERSION_HEADERS)
 
 

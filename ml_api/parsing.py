@@ -1,11 +1,23 @@
 """Turn a raw /predict body into validated items, or into typed errors for the HTTP layer."""
 
 import logging
-from typing import Any
+import uuid
+from datetime import datetime
+from typing import Annotated, Any, NotRequired
 
 import orjson
-from pydantic import ConfigDict, TypeAdapter, ValidationError, conlist
+from pydantic import (
+    ConfigDict,
+    Field,
+    StrictFloat,
+    StrictInt,
+    StrictStr,
+    TypeAdapter,
+    ValidationError,
+    conlist,
+)
 from pydantic_core import ErrorDetails
+from typing_extensions import TypedDict
 
 from ml_api.errors import BatchTooLargeError, InvalidBatchError, MlApiError
 from ml_api.schemas import ItemError, PredictItem
@@ -26,6 +38,20 @@ class BatchParser:
         self.max_batch = max_batch
         self.item_model = _limited_item_model(max_string_length)
         self._adapter = TypeAdapter(conlist(self.item_model, max_length=max_batch))
+        self._fast: TypeAdapter[list[Any]] = TypeAdapter(
+            conlist(_fast_item(max_string_length), max_length=max_batch)
+        )
+
+    def ids(self, body: bytes) -> list[uuid.UUID]:
+        """The ids of a valid JSON list of transactions, in order; errors as ``parse``.
+
+        A body the fast schema accepts is valid for ``parse`` too (see ``_fast_item``), so
+        its answer is the same; any other body, valid or not, goes through ``parse``.
+        """
+        try:
+            return [item["id"] for item in self._fast.validate_json(body)]
+        except ValidationError:
+            return [item.id for item in self.parse(body)]
 
     def parse(self, body: bytes) -> list[PredictItem]:
         """Validate a JSON list of transactions; oversize wins over item errors.
@@ -63,6 +89,40 @@ def _limited_item_model(max_string_length: int) -> type[PredictItem]:
         model_config = ConfigDict(str_max_length=max_string_length, title="PredictItem")
 
     return LimitedPredictItem
+
+
+# A plain decimal numeral: every such text is a finite Decimal, so PredictItem accepts it.
+_PLAIN_DECIMAL = r"^-?[0-9]{1,30}(?:\.[0-9]{1,30})?$"
+# What the fast schema takes as an amount: a subset of what PredictItem's Decimal accepts
+# (JSON integers, finite JSON floats, numeric strings), without building a Decimal: that was a
+# quarter of the validation's cost. Other spellings ("1e3", " 12.5") take the full path.
+_FastAmount = Annotated[
+    Annotated[StrictStr, Field(pattern=_PLAIN_DECIMAL)]
+    | StrictInt
+    | Annotated[StrictFloat, Field(allow_inf_nan=False)],
+    Field(union_mode="left_to_right"),
+]
+
+
+def _fast_item(max_string_length: int) -> type:
+    """PredictItem's fields as a TypedDict, the amount narrowed to ``_FastAmount``.
+
+    The same validators field by field (the amount's a subset), into a dict instead of a
+    model instance: it accepts a subset of what PredictItem accepts, at about 60% of the cost.
+    """
+
+    class FastPredictItem(TypedDict):
+        __pydantic_config__ = ConfigDict(str_max_length=max_string_length, extra="ignore")  # type: ignore[misc]
+
+        id: uuid.UUID
+        description: str
+        amount: _FastAmount
+        timestamp: datetime
+        merchant: NotRequired[str | None]
+        operation_type: str
+        side: str
+
+    return FastPredictItem
 
 
 def _decode_list(body: bytes) -> list[Any]:
