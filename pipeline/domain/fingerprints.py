@@ -9,22 +9,14 @@ from __future__ import annotations
 
 from _sha256 import sha256
 
+import numpy as np
 import polars as pl
 
 
 def normalised_amount(cents: pl.Expr) -> pl.Expr:
-    """The amount as `Decimal.normalize()` then `format(…, "f")` spells it ("0" for zero)."""
-    units = (cents.abs() // 100).cast(pl.String)
-    rest = cents.abs() % 100
-    decimals = (
-        pl.when(rest == 0)
-        .then(pl.lit(""))
-        .when(rest % 10 == 0)
-        .then(pl.concat_str([pl.lit("."), (rest // 10).cast(pl.String)]))
-        .otherwise(pl.concat_str([pl.lit("."), rest.cast(pl.String).str.pad_start(2, "0")]))
-    )
-    sign = pl.when(cents < 0).then(pl.lit("-")).otherwise(pl.lit(""))
-    return pl.when(cents == 0).then(pl.lit("0")).otherwise(pl.concat_str([sign, units, decimals]))
+    """The amount as `Decimal.normalize()` then `format(…, "f")` spells it ("0" for zero): the
+    two-place text without its trailing zeros, then without a trailing point."""
+    return amount_text(cents).str.strip_chars_end("0").str.strip_chars_end(".")
 
 
 def amount_text(cents: pl.Expr) -> pl.Expr:
@@ -66,5 +58,6 @@ def content_fingerprints(valid: pl.DataFrame) -> pl.Series:
             separator="\x1f",  # unit separator: no valid field holds it
         )
     ).to_series()
-    digests = [sha256(text.encode()).hexdigest() for text in texts.to_list()]
-    return pl.Series("content_sha256", digests, pl.String)
+    digests = b"".join([sha256(text).digest() for text in texts.cast(pl.Binary).to_list()])
+    hexes = np.frombuffer(digests.hex().encode(), "S64")
+    return pl.Series("content_sha256", hexes).cast(pl.String)

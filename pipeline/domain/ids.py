@@ -60,6 +60,8 @@ def transaction_keys(source_ids: pl.Series) -> pl.Series:
     """
     texts = source_ids.fill_null("")
     spelled = texts.str.contains(_STANDARD_UUID_COLUMN)
+    if not spelled.any():  # the usual file: no id is a UUID, every one is hashed
+        return _uuid5_hexes(texts.to_list()).rename("id_hex")
     keys = (
         texts.str.to_lowercase()
         .str.replace("urn:uuid:", "", literal=True)
@@ -67,16 +69,19 @@ def transaction_keys(source_ids: pl.Series) -> pl.Series:
     )
     hashed = texts.filter(~spelled)
     if hashed.len():
-        namespace = _NAMESPACE_BYTES
-        digests = b"".join(
-            [sha1(namespace + text.encode("utf-8")).digest() for text in hashed.to_list()]
-        )
-        table = np.frombuffer(digests, np.uint8).reshape(-1, 20)[:, :16].copy()
-        table[:, 6] = (table[:, 6] & 0x0F) | 0x50  # version 5
-        table[:, 8] = (table[:, 8] & 0x3F) | 0x80  # RFC 4122 variant
-        hexes = pl.Series(np.frombuffer(table.tobytes().hex().encode(), "S32")).cast(pl.String)
-        keys = keys.scatter(np.flatnonzero(~spelled.to_numpy()), hexes)
+        keys = keys.scatter(np.flatnonzero(~spelled.to_numpy()), _uuid5_hexes(hashed.to_list()))
     return keys.rename("id_hex")
+
+
+def _uuid5_hexes(texts: list[str]) -> pl.Series:
+    """uuid5 of each text as 32 hex digits: SHA-1 in one tight Python loop (no column form),
+    version and variant bits set with numpy on all the digests at once."""
+    namespace = _NAMESPACE_BYTES
+    digests = b"".join([sha1(namespace + text.encode("utf-8")).digest() for text in texts])
+    table = np.frombuffer(digests, np.uint8).reshape(-1, 20)[:, :16].copy()
+    table[:, 6] = (table[:, 6] & 0x0F) | 0x50  # version 5
+    table[:, 8] = (table[:, 8] & 0x3F) | 0x80  # RFC 4122 variant
+    return pl.Series(np.frombuffer(table.tobytes().hex().encode(), "S32")).cast(pl.String)
 
 
 def uuid_text(hexes: pl.Expr) -> pl.Expr:
