@@ -183,17 +183,24 @@ def _check_answer(ids: pl.Series, content: bytes, version: str) -> pl.DataFrame:
         # Ids were sent in canonical form and come back so; anything else is a contract error.
         frame = pl.DataFrame({"transaction_id": ids})
         answer = frame.join(answer, on="transaction_id", how="left", maintain_order="left")
-    known = answer["category"].is_in(CATEGORIES).fill_null(False)
-    if not known.all():
+    # Casting to the categories' enum nulls what is missing or unknown (cheaper than is_in).
+    known = answer["category"].cast(_CATEGORY_ENUM, strict=False)
+    if known.null_count():
+        known = known.is_not_null()
         transaction_id, category = answer.filter(~known).row(0)
         raise CategoriserContractError(
             f"{transaction_id}: missing or unknown category {category!r}"
         )
-    return answer.select(
-        id="transaction_id", category="category", model_version=pl.lit(version, pl.String)
+    return pl.DataFrame(
+        {
+            "id": answer["transaction_id"],
+            "category": answer["category"],
+            "model_version": pl.Series([version], dtype=pl.String).new_from_index(0, answer.height),
+        }
     )
 
 
+_CATEGORY_ENUM = pl.Enum(sorted(CATEGORIES))
 _WIRE_SCHEMA = {"transaction_id": pl.String, "category": pl.String}
 _ANSWER_SCHEMA = {"id": pl.String, "category": pl.String, "model_version": pl.String}
 
