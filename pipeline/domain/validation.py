@@ -132,6 +132,7 @@ def amount_rules(rules: ValidationRules) -> list[Rule]:
     raw = pl.col("amount")
     kind = pl.col("amount_type")
     number = text("amount")
+    cents = pl.col("amount_cents")  # `amount_cents(number)`, computed once by `prepare`
     low = math.ceil(rules.min_amount * 100)
     high = math.floor(rules.max_amount * 100)
     return [
@@ -156,7 +157,7 @@ def amount_rules(rules: ValidationRules) -> list[Rule]:
         Rule(
             "amount is within bounds",
             Reason.AMOUNT_OUT_OF_BOUNDS,
-            amount_cents(number).is_null() | ~amount_cents(number).is_between(low, high),
+            cents.is_null() | ~cents.is_between(low, high),
             pl.format(
                 f"amount {{}} outside [{rules.min_amount}, {rules.max_amount}]",
                 number.str.replace(",", ".", literal=True),
