@@ -8,6 +8,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from confluent_kafka import Consumer, KafkaException, TopicPartition
+from tenacity import retry, retry_if_exception_type, stop_after_delay, wait_fixed
 
 from pipeline.adapters.postgres.store import make_engine
 
@@ -33,7 +34,14 @@ class KafkaProbe:
             return None
         return [max(tp.offset, 0) for tp in sorted(found, key=lambda tp: tp.partition)]
 
+    @retry(
+        retry=retry_if_exception_type(KafkaException),
+        wait=wait_fixed(0.5),
+        stop=stop_after_delay(60),
+        reraise=True,
+    )
     def end_offsets(self, topic: str | None = None) -> list[int]:
+        """Per partition, the end offset; retried while leaders are elected after a restart."""
         return [
             self._consumer.get_watermark_offsets(TopicPartition(topic or self.topic, p), 10)[1]
             for p in range(self.partitions)
