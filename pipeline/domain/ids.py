@@ -51,6 +51,12 @@ def transaction_uuid(source_id: str) -> UUID:
     return uuid
 
 
+def uuid_spelled(source_ids: pl.Series) -> pl.Series:
+    """Whether each (already stripped) source id is a UUID in a standard spelling (kept as
+    the transaction's id) rather than a text mapped with uuid5."""
+    return source_ids.fill_null("").str.contains(_STANDARD_UUID_COLUMN)
+
+
 def transaction_keys(source_ids: pl.Series) -> pl.Series:
     """The transaction UUID of each (already stripped) source id, as 32 lowercase hex digits.
 
@@ -59,7 +65,7 @@ def transaction_keys(source_ids: pl.Series) -> pl.Series:
     step with no column form in polars, in one Python loop, then fixed up with numpy.
     """
     texts = source_ids.fill_null("")
-    spelled = texts.str.contains(_STANDARD_UUID_COLUMN)
+    spelled = uuid_spelled(texts)
     if not spelled.any():  # the usual file: no id is a UUID, every one is hashed
         return _uuid5_hexes(texts.to_list()).rename("id_hex")
     keys = (
