@@ -56,9 +56,17 @@ def parse_fast(
     if b"\r" in data and data.count(b"\r") != data.count(b"\r\n"):
         return None
     codes = np.frombuffer(data, np.uint8)
-    quotes = np.flatnonzero(codes == _QUOTE)
-    newlines = np.flatnonzero(codes == _LF)
-    ends = newlines[np.searchsorted(quotes, newlines) % 2 == 0]  # record ends, outside quotes
+    delimiter = ord(header.delimiter)
+    # The quotes, newlines and delimiters, in order, each with the parity of the quotes before
+    # it: one scan of the bytes, then work on these few positions only.
+    special = np.flatnonzero((codes == _QUOTE) | (codes == _LF) | (codes == delimiter))
+    kinds = codes[special]
+    is_quote = kinds == _QUOTE
+    outside = (np.cumsum(is_quote) - is_quote) % 2 == 0
+    is_newline = kinds == _LF
+    quotes = special[is_quote]
+    newlines = special[is_newline]
+    ends = special[is_newline & outside]  # record ends, outside quotes
     if final and len(quotes) % 2 == 0 and (not len(codes) or codes[-1] != _LF):
         ends = np.append(ends, len(codes))  # the last record has no newline
     if not len(ends):
@@ -67,7 +75,7 @@ def parse_fast(
     size = min(int(ends[-1]) + 1, len(codes))
     body = codes[:size]
     quotes = quotes[quotes < size]
-    if not _quoting_is_plain(body, quotes, ord(header.delimiter)):
+    if not _quoting_is_plain(body, quotes, delimiter):
         return None
     if int(body.max(initial=0)) >= 0x80:  # not ASCII: check it is UTF-8 (else the slow path)
         try:
@@ -75,7 +83,7 @@ def parse_fast(
         except UnicodeDecodeError:
             return None
     starts = np.concatenate(([0], ends[:-1] + 1))
-    fields = _field_counts(body, quotes, ends, ord(header.delimiter))
+    fields = _field_counts(special, kinds == delimiter, outside, is_newline & outside, ends)
     ends_clean = np.minimum(ends, size)
     text_end = ends_clean - ((ends_clean > starts) & (body[np.maximum(ends_clean - 1, 0)] == _CR))
     blank = text_end == starts
@@ -109,12 +117,16 @@ def _quoting_is_plain(body: np.ndarray, quotes: np.ndarray, delimiter: int) -> b
 
 
 def _field_counts(
-    body: np.ndarray, quotes: np.ndarray, ends: np.ndarray, delimiter: int
+    special: np.ndarray,
+    is_delimiter: np.ndarray,
+    outside: np.ndarray,
+    is_end: np.ndarray,
+    ends: np.ndarray,
 ) -> np.ndarray:
-    delimiters = np.flatnonzero(body == delimiter)
-    outside = delimiters[np.searchsorted(quotes, delimiters) % 2 == 0]
-    record = np.searchsorted(ends, outside)
-    return np.bincount(record, minlength=len(ends))[: len(ends)] + 1
+    """Fields per record: the delimiters outside quotes, counted per record end before them."""
+    record = np.cumsum(is_end) - is_end  # record ends before each position: its record
+    counted = is_delimiter & outside & (special <= ends[-1])
+    return np.bincount(record[counted], minlength=len(ends))[: len(ends)] + 1
 
 
 def _frame(
