@@ -62,7 +62,7 @@ def parse_fast(
     special = np.flatnonzero((codes == _QUOTE) | (codes == _LF) | (codes == delimiter))
     kinds = codes[special]
     is_quote = kinds == _QUOTE
-    outside = (np.cumsum(is_quote) - is_quote) % 2 == 0
+    outside = (np.cumsum(is_quote, dtype=np.int32) - is_quote) & 1 == 0
     is_newline = kinds == _LF
     quotes = special[is_quote]
     newlines = special[is_newline]
@@ -95,7 +95,7 @@ def parse_fast(
     keep = ~blank
     lines = first_line + np.searchsorted(newlines, starts[keep])
     spans = (starts[keep], ends_clean[keep])
-    covered = data.count(b"\n", 0, size)
+    covered = int(np.searchsorted(newlines, size))  # newlines before `size`
     return Block(_chunk(frame, data[:size], spans, lines, source), size, covered, lines)
 
 
@@ -124,7 +124,7 @@ def _field_counts(
     ends: np.ndarray,
 ) -> np.ndarray:
     """Fields per record: the delimiters outside quotes, counted per record end before them."""
-    record = np.cumsum(is_end) - is_end  # record ends before each position: its record
+    record = np.cumsum(is_end, dtype=np.int32) - is_end  # ends before each position: its record
     counted = is_delimiter & outside & (special <= ends[-1])
     return np.bincount(record[counted], minlength=len(ends))[: len(ends)] + 1
 
