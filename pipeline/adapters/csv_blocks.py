@@ -104,16 +104,19 @@ def _quoting_is_plain(body: np.ndarray, quotes: np.ndarray, delimiter: int) -> b
     delimiter, a newline or the end) or is one of a doubled pair inside a quoted field."""
     if not len(quotes):
         return True
-    index = np.arange(len(quotes))
-    before = np.where(quotes > 0, body[np.maximum(quotes - 1, 0)], _LF)
-    after = np.where(quotes + 1 < len(body), body[np.minimum(quotes + 1, len(body) - 1)], _LF)
-    adjacent_prev = np.concatenate(([False], np.diff(quotes) == 1))
-    adjacent_next = np.concatenate((np.diff(quotes) == 1, [False]))
-    opening = (index % 2 == 0) & ((before == delimiter) | (before == _LF) | adjacent_prev)
-    closing = (index % 2 == 1) & (
-        (after == delimiter) | (after == _LF) | (after == _CR) | adjacent_next
-    )
-    return bool(np.all(opening | closing)) and len(quotes) % 2 == 0
+    if len(quotes) % 2:
+        return False
+    # Quote 2k opens (or is the second of a doubled pair: a quote before it), quote 2k+1
+    # closes (or is the first of a pair: a quote after it).
+    opening, closing = quotes[0::2], quotes[1::2]
+    may_precede = np.zeros(256, bool)
+    may_precede[[delimiter, _LF, _QUOTE]] = True
+    may_follow = np.zeros(256, bool)
+    may_follow[[delimiter, _LF, _CR, _QUOTE]] = True
+    before = may_precede[body[np.maximum(opening - 1, 0)]] | (opening == 0)
+    after_index = closing + 1
+    after = may_follow[body[np.minimum(after_index, len(body) - 1)]] | (after_index >= len(body))
+    return bool(before.all() and after.all())
 
 
 def _field_counts(
