@@ -38,8 +38,9 @@ class BatchParser:
         self.max_batch = max_batch
         self.item_model = _limited_item_model(max_string_length)
         self._adapter = TypeAdapter(conlist(self.item_model, max_length=max_batch))
+        self._fast_item_type = _fast_item(max_string_length)
         self._fast: TypeAdapter[list[Any]] = TypeAdapter(
-            conlist(_fast_item(max_string_length), max_length=max_batch)
+            conlist(self._fast_item_type, max_length=max_batch)
         )
 
     def ids(self, body: bytes) -> list[uuid.UUID]:

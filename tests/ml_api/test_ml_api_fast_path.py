@@ -8,6 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ml_api.parsing import BatchParser
+from ml_api.schemas import PredictItem
 
 PARSER = BatchParser(max_batch=10, max_string_length=40)
 
@@ -75,3 +76,16 @@ def test_plain_numerals_are_taken_by_the_fast_schema() -> None:
     }
     body = json.dumps([item, {**item, "amount": 12}, {**item, "amount": -3.75}])
     assert len(PARSER._fast.validate_json(body)) == 3
+
+
+def test_fast_schema_has_the_models_fields_and_types_but_the_amount() -> None:
+    # A field or constraint added to PredictItem must be added to the fast schema too.
+    fast = PARSER._fast_item_type.__annotations__
+    assert fast.keys() == PredictItem.model_fields.keys()
+    for name, info in PredictItem.model_fields.items():
+        assert not info.metadata, f"{name}: constraints the fast schema lacks"
+        if name == "merchant":
+            assert str(fast[name]) == "typing.NotRequired[str | None]"
+            assert info.annotation == str | None
+        elif name != "amount":
+            assert fast[name] == info.annotation, name
