@@ -113,9 +113,10 @@ class CategoriseRecords:
         else:
             valid = self._reseen(prepared, valid, reseen_in_chunk(valid))
         stored = self.store.stored(valid["id"]) if valid.height else _NOTHING_STORED
-        known = valid.join(stored, on="id", how="inner", suffix="_stored")
-        valid = valid.join(stored, on="id", how="anti")
-        self._compare(prepared, known)
+        if stored.height:  # usually none: a fresh file skips both joins
+            known = valid.join(stored, on="id", how="inner", suffix="_stored")
+            valid = valid.join(stored, on="id", how="anti")
+            self._compare(prepared, known)
         prepared.todo = valid
         outcome.valid = valid.height + outcome.already_stored
         prepared.refusals.sort(key=lambda refusal: refusal[0])
@@ -156,6 +157,8 @@ class CategoriseRecords:
         """A file must not repeat an id: a valid row whose id appeared on an earlier row (valid
         or not) is `duplicate_id`; the first row wins."""
         chunk = prepared.chunk
+        if chunk.repeated is not None and not chunk.repeated.any():
+            return valid  # the plan found no earlier id for any row of this chunk
         if chunk.repeated is not None:
             flags = pl.DataFrame({"row": pl.Series(range(chunk.height), dtype=pl.UInt32),
                                   "repeated": chunk.repeated})  # fmt: skip
