@@ -113,15 +113,20 @@ class HttpCategoriser:
         headers = {"content-type": "application/json"}
         began = time.monotonic()
         try:
-            with deadline(self.total_timeout_s):
-                response = self.client.post("/predict", content=body, headers=headers)
+            with (
+                deadline(self.total_timeout_s),
+                self.client.stream("POST", "/predict", content=body, headers=headers) as response,
+            ):
+                chunks = []
+                for chunk in response.iter_bytes():  # any transport: the body is cut here too
+                    chunks.append(chunk)
+                    if time.monotonic() - began > self.total_timeout_s:
+                        raise self._over_time()
         except httpx.TransportError as exc:
             if time.monotonic() - began >= self.total_timeout_s:
-                raise CategoriserUnavailable(
-                    f"ML API call took over ML_TOTAL_TIMEOUT_S={self.total_timeout_s:g}s"
-                ) from exc
+                raise self._over_time() from exc
             raise CategoriserUnavailable(f"ML API unreachable: {exc!r}") from exc
-        content = response.content
+        content = b"".join(chunks)
         if response.status_code in _TRANSIENT_STATUS:
             raise CategoriserUnavailable(f"ML API answered {response.status_code}")
         if response.status_code in _SYSTEMIC_STATUS:
@@ -133,6 +138,11 @@ class HttpCategoriser:
             text = content[:2000].decode("utf-8", "replace")
             raise CategoriserRejected(response.status_code, text)
         return _Answer(response.headers.get("x-model-version", "unknown"), content)
+
+    def _over_time(self) -> CategoriserUnavailable:
+        return CategoriserUnavailable(
+            f"ML API call took over ML_TOTAL_TIMEOUT_S={self.total_timeout_s:g}s in total"
+        )
 
 
 class _Answer(NamedTuple):
