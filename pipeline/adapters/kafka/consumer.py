@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
-from functools import partial
 from typing import Any
 
 import orjson
@@ -154,40 +153,39 @@ class KafkaRecordStream:
 
 
 def to_record(message: Message) -> RawRecord:
-    """A Kafka message as a raw record: JSON object fields, or a parse error saying why not."""
-    position = SourcePosition(
-        message.topic() or "", partition=message.partition(), offset=message.offset()
-    )
-    key_bytes, value = message.key(), message.value()
-    headers = dict(message.headers() or [])
+    """A Kafka message as a raw record: JSON object fields, or a parse error saying why not.
+
+    Called for every consumed message: positional arguments and no header dict unless the
+    message has headers (NamedTuple keywords and partials cost more than the JSON parse).
+    """
+    position = SourcePosition(message.topic() or "", None, message.partition(), message.offset())
+    value = message.value()
+    headers = message.headers()
+    replays = _replays(dict(headers).get(REDRIVE_HEADER), position) if headers else 0
     stamp_type, stamp = message.timestamp()
-    record = partial(
-        RawRecord,
-        position,
-        key=_key(key_bytes),
-        replays=_replays(headers.get(REDRIVE_HEADER), position),
-        event_time=stamp / 1000 if stamp_type else None,
-    )
+    key = _key(message.key())
+    event_time = stamp / 1000 if stamp_type else None
+
+    def rejected(raw: str, error: str, reason: Reason) -> RawRecord:
+        return RawRecord(position, raw, None, error, reason, key, replays, event_time)
+
     if not value:
-        return record("", None, "empty message body", Reason.EMPTY_MESSAGE)
+        return rejected("", "empty message body", Reason.EMPTY_MESSAGE)
     raw = value.decode("utf-8", "surrogateescape")
     try:
         fields = orjson.loads(value)
     except orjson.JSONDecodeError as exc:
-        return record(raw, None, f"not JSON: {exc}", Reason.UNDECODABLE)
-    if not isinstance(fields, dict):
-        return record(
-            raw, None, f"JSON {type(fields).__name__}, not an object", Reason.INVALID_SHAPE
-        )
+        return rejected(raw, f"not JSON: {exc}", Reason.UNDECODABLE)
+    if fields.__class__ is not dict:
+        return rejected(raw, f"JSON {type(fields).__name__}, not an object", Reason.INVALID_SHAPE)
     unreadable = fields.get(UNREADABLE_ROW) if len(fields) == 1 else None
     if isinstance(unreadable, dict):  # a row the producer could not read, and why
-        return record(
+        return rejected(
             str(unreadable.get("raw", raw)),
-            None,
             str(unreadable.get("error") or "unreadable row")[:2000],
             _parse_reason(unreadable.get("reason")),
         )
-    return record(raw, fields)
+    return RawRecord(position, raw, fields, None, Reason.MALFORMED_ROW, key, replays, event_time)
 
 
 def _parse_reason(value: object) -> Reason:
