@@ -56,9 +56,9 @@ def _common(frame: pl.DataFrame, zone: str) -> pl.DataFrame:
     """The rows the plain spelling missed, when they carry a fraction, `Z` or an offset: one
     pattern checks the shape, fixed positions give the parts (no pattern per part: compiling
     patterns costs more than a small stream batch)."""
-    todo = frame.filter(
-        pl.col("occurred_at_us").is_null() & pl.col("timestamp_text").str.contains(COMMON)
-    )
+    todo = frame.filter(pl.col("occurred_at_us").is_null())  # usually none: no pattern run
+    if not todo.is_empty():
+        todo = todo.filter(pl.col("timestamp_text").str.contains(COMMON))
     if todo.is_empty():
         return frame
     stamp = pl.col("timestamp_text")
