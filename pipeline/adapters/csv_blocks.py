@@ -22,6 +22,7 @@ from pipeline.domain.model import RawRecord, Reason, SourcePosition
 
 csv.field_size_limit(1 << 20)
 _QUOTE, _LF, _CR = 34, 10, 13
+_BOM = b"\xef\xbb\xbf"
 
 
 @dataclass(frozen=True)
@@ -148,6 +149,8 @@ def _frame(
         body = b"".join(data[s : e + 1] for s, e in zip(starts[good], ends[good], strict=True))
         if body and not body.endswith(b"\n"):
             body += b"\n"
+    if body.startswith(_BOM):  # polars would drop it from the first field: the slow path
+        return None
     schema = {f"c{i}": pl.String for i in range(width)}
     try:
         parsed = pl.read_csv(

@@ -9,7 +9,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from pipeline.adapters.csv_blocks import parse_slow
@@ -95,6 +95,7 @@ def dirty_files(draw: st.DrawFn) -> list[str]:
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(dirty_files(), st.sampled_from(["\n", "\r\n"]), st.sampled_from([64, 256, 1 << 20]))
+@example(["", "", "", "", "\ufeff;;;;;;"], "\n", 64)  # a block opening on U+FEFF kept it
 def test_the_block_reader_reads_what_python_csv_reads(
     lines: list[str], newline: str, block_bytes: int
 ) -> None:
