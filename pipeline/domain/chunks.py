@@ -57,25 +57,30 @@ def records_frame(records: Sequence[RawRecord]) -> pl.DataFrame:
     """The raw frame of `records`: their fields parsed together, one column at a time.
 
     The one per-record step is reading each field's Python value into text (an event's values
-    may be numbers, objects or lists: no column form for that).
+    may be numbers, objects or lists: no column form for that); a field that is text in every
+    record (the usual case) takes a shorter way.
     """
-    columns: dict[str, list[str | None]] = {name: [] for name in RAW_COLUMNS}
-    for record in records:
-        fields = record.fields
-        if fields is None:
-            for name in FIELDS:
-                columns[name].append(None)
-                columns[f"{name}_type"].append(None)
-            columns["parse_error"].append(record.parse_error or "record could not be parsed")
-            columns["parse_reason"].append(str(record.parse_reason))
+    parsed = [record.fields for record in records]
+    columns: dict[str, list[str | None]] = {}
+    for name in FIELDS:
+        if name == "id":
+            values = [None if f is None else raw_source_id(f) for f in parsed]
+        else:
+            values = [None if f is None else f.get(name) for f in parsed]
+        if all(v.__class__ is str or v is None for v in values):
+            columns[name] = [_storable(v) if v is not None else None for v in values]  # type: ignore[arg-type]
+            columns[f"{name}_type"] = [None] * len(values)
             continue
-        columns["parse_error"].append(None)
-        columns["parse_reason"].append(None)
-        for name in FIELDS:
-            value = raw_source_id(fields) if name == "id" else fields.get(name)
-            text, kind = _as_text(value, name == "amount")
-            columns[name].append(text)
-            columns[f"{name}_type"].append(kind)
+        texts = [_as_text(v, name == "amount") for v in values]
+        columns[name] = [text for text, _ in texts]
+        columns[f"{name}_type"] = [kind for _, kind in texts]
+    columns["parse_error"] = [
+        None if f is not None else (r.parse_error or "record could not be parsed")
+        for r, f in zip(records, parsed, strict=True)
+    ]
+    columns["parse_reason"] = [
+        None if f is not None else str(r.parse_reason) for r, f in zip(records, parsed, strict=True)
+    ]
     return pl.DataFrame(columns, schema=RAW_SCHEMA)
 
 
