@@ -92,6 +92,10 @@ _UPSERT_VALUES = (
 )
 
 
+# The columns after the timestamp, as they are in the staging table and in `transactions`.
+_AFTER_TIME = ("merchant", "operation_type", "side", "content_sha256", "category", "model_version")
+
+
 def staging_frame(rows: pl.DataFrame) -> pl.DataFrame:
     """One row per transaction id (the last wins), sorted by id, in the staging columns.
 
@@ -104,13 +108,8 @@ def staging_frame(rows: pl.DataFrame) -> pl.DataFrame:
         "source_id",
         "description",
         "amount_cents",
-        occurred_at_us=pl.col("occurred_at").dt.epoch("us"),
-        merchant="merchant",
-        operation_type="operation_type",
-        side="side",
-        content_sha256="content_sha256",
-        category="category",
-        model_version="model_version",
+        pl.col("occurred_at").dt.epoch("us").alias("occurred_at_us"),
+        *_AFTER_TIME,
     )
 
 
@@ -136,19 +135,15 @@ def _write_by_copy(conn: psycopg.Connection[Any], staged: pl.DataFrame) -> None:
 
 
 def _copy_new_rows(conn: psycopg.Connection[Any], staged: pl.DataFrame) -> None:
+    occurred_at = pl.from_epoch("occurred_at_us", "us").dt.strftime("%Y-%m-%d %H:%M:%S%.6f+00")
     rows = staged.select(
         "id",
         "source_id",
         "description",
-        amount=amount_text(pl.col("amount_cents")),
-        occurred_at=pl.from_epoch("occurred_at_us", "us").dt.strftime("%Y-%m-%d %H:%M:%S%.6f+00"),
-        merchant="merchant",
-        operation_type="operation_type",
-        side="side",
-        content_sha256="content_sha256",
-        category="category",
-        model_version="model_version",
-        categorised_at=pl.lit("now"),  # the transaction's start, as now() in SQL
+        amount_text(pl.col("amount_cents")).alias("amount"),
+        occurred_at.alias("occurred_at"),
+        *_AFTER_TIME,
+        pl.lit("now").alias("categorised_at"),  # the transaction's start, as now() in SQL
     )
     buffer = io.BytesIO()
     rows.write_csv(buffer, include_header=False)
