@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
@@ -221,29 +221,24 @@ class CategoriseRecords:
         self, batch: pl.DataFrame, deadline: float | None = None
     ) -> tuple[pl.DataFrame, Refusals]:
         """Categorise a batch; when the model refuses it, split it to isolate the bad records."""
-        if deadline is not None and time.monotonic() > deadline:
-            raise CategoriserUnavailable(
-                f"chunk deadline of {self.options.deadline_s:.0f}s passed: the ML API is too slow"
-            )
-        try:
-            answer = self.categoriser.categorise_batch(batch)
-        except PermanentError as exc:
-            if batch.height == 1:
-                reason = (
-                    Reason.REJECTED_BY_MODEL
-                    if isinstance(exc, CategoriserRejected)
-                    else Reason.BAD_MODEL_ANSWER
+
+        def attempt(rows: pl.DataFrame) -> pl.DataFrame:
+            if deadline is not None and time.monotonic() > deadline:
+                raise CategoriserUnavailable(
+                    f"chunk deadline of {self.options.deadline_s:.0f}s passed: "
+                    "the ML API is too slow"
                 )
-                row = batch["row"][0]
-                return batch.clear(), [
-                    (row, reason, str(exc), Stage.CATEGORISE, type(exc).__name__)
-                ]
-            logger.warning("ML API refused a batch of %d, bisecting: %s", batch.height, exc)
-            middle = batch.height // 2
-            left = self._categorise_bisecting(batch.slice(0, middle), deadline)
-            right = self._categorise_bisecting(batch.slice(middle), deadline)
-            return pl.concat([left[0], right[0]], how="diagonal"), left[1] + right[1]
-        return batch.with_columns(answer.select("category", "model_version")), []
+            answer = self.categoriser.categorise_batch(rows)
+            return rows.with_columns(answer.select("category", "model_version"))
+
+        def refusal(exc: Exception) -> tuple[Reason, Stage]:
+            rejected = isinstance(exc, CategoriserRejected)
+            return (
+                Reason.REJECTED_BY_MODEL if rejected else Reason.BAD_MODEL_ANSWER,
+                Stage.CATEGORISE,
+            )
+
+        return bisect(batch, attempt, PermanentError, refusal, "ML API")
 
     def _save_isolating(self, rows: pl.DataFrame) -> tuple[pl.DataFrame, Refusals]:
         """Store the rows; rows the database refuses for their content are isolated."""
@@ -258,20 +253,15 @@ class CategoriseRecords:
     def _save_bisecting(self, rows: pl.DataFrame) -> tuple[pl.DataFrame, Refusals]:
         if not rows.height:
             return rows, []
-        try:
-            self.store.upsert(rows)
-        except StoreRejected as exc:
-            if rows.height == 1:
-                row = rows["row"][0]
-                return rows.clear(), [
-                    (row, Reason.REJECTED_BY_STORE, str(exc), Stage.STORE, type(exc).__name__)
-                ]
-            logger.warning("database refused %d rows, bisecting: %s", rows.height, exc)
-            middle = rows.height // 2
-            left = self._save_bisecting(rows.slice(0, middle))
-            right = self._save_bisecting(rows.slice(middle))
-            return pl.concat([left[0], right[0]]), left[1] + right[1]
-        return rows, []
+
+        def attempt(part: pl.DataFrame) -> pl.DataFrame:
+            self.store.upsert(part)
+            return part
+
+        def refusal(_exc: Exception) -> tuple[Reason, Stage]:
+            return Reason.REJECTED_BY_STORE, Stage.STORE
+
+        return bisect(rows, attempt, StoreRejected, refusal, "database")
 
     def _rejection(
         self, chunk: RawChunk, row: int, reason: Reason, detail: str, stage: Stage, error: str
@@ -286,3 +276,25 @@ _NO_CATEGORY = (
     pl.lit(None, pl.String).alias("category"),
     pl.lit(None, pl.String).alias("model_version"),
 )
+
+
+def bisect(
+    rows: pl.DataFrame,
+    attempt: Callable[[pl.DataFrame], pl.DataFrame],
+    faults: type[Exception],
+    refusal: Callable[[Exception], tuple[Reason, Stage]],
+    what: str,
+) -> tuple[pl.DataFrame, Refusals]:
+    """`attempt` on the rows; when it raises one of `faults` (a record's fault, not the
+    service's), the rows are split in halves until each fault is pinned on one row."""
+    try:
+        return attempt(rows), []
+    except faults as exc:
+        if rows.height == 1:
+            reason, stage = refusal(exc)
+            return rows.clear(), [(rows["row"][0], reason, str(exc), stage, type(exc).__name__)]
+        logger.warning("%s refused %d rows, bisecting: %s", what, rows.height, exc)
+        middle = rows.height // 2
+        left = bisect(rows.slice(0, middle), attempt, faults, refusal, what)
+        right = bisect(rows.slice(middle), attempt, faults, refusal, what)
+        return pl.concat([left[0], right[0]], how="diagonal"), left[1] + right[1]
