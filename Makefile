@@ -95,7 +95,7 @@ down:
 clean:
 	$(call stack,clean)
 
-## chaos: the fault matrix (about 25 minutes): real PostgreSQL, Kafka and the ML API behind
+## chaos: the fault matrix (25-30 minutes): real PostgreSQL, Kafka and the ML API behind
 ## Toxiproxy, every fault of issue 9, the exact final state checked; one table, the same as
 ## JSON in bench/out/chaos.json, exit 1 if a scenario fails. CHAOS_ARGS="--only NAME…|--list"
 chaos: $(STAMP) $(TOXIPROXY)

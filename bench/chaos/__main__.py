@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -34,6 +35,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{scenario.name:20} {scenario.fault}")
         return 0
     began = datetime.now(UTC)
+    # SIGTERM (a CI timeout, someone's kill) unwinds like Ctrl-C: the services are stopped.
+    signal.signal(signal.SIGTERM, _exit_on_signal)
     services = ChaosServices(keep=args.keep)
     rows: list[Row] = []
     try:
@@ -50,6 +53,10 @@ def main(argv: list[str] | None = None) -> int:
     write_json(rows, out, _context(began))
     print(f"\nwritten to {out}" + (f"; logs kept in {services.root}" if services.keep else ""))
     return 1 if any(row.counts_as_failure for row in rows) else 0
+
+
+def _exit_on_signal(signum: int, _frame: object) -> None:
+    raise SystemExit(128 + signum)
 
 
 def _run(services: ChaosServices, scenario: Scenario) -> Row:
@@ -88,7 +95,7 @@ def _context(began: datetime) -> dict[str, object]:
         "finished_at": datetime.now(UTC).isoformat(),
         "commit": commit,
         "cpus": os.cpu_count(),
-        "load_average": os.getloadavg(),
+        "load_average_at_end": os.getloadavg(),
     }
 
 

@@ -62,6 +62,8 @@ class ChaosAirflow:
         tasks = {
             **self.services.pipeline_env(self.database),
             "BATCH_DATA_ROOT": str(self.services.root),
+            # A chunk task stores its window 1,000 rows at a time: killed, it has stored part.
+            "BATCH_CHUNK_SIZE": "1000",
         }
         self._spawn("api-server", env)
         self._spawn("scheduler", {**env, **tasks})

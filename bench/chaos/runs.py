@@ -186,7 +186,7 @@ class StreamRun:
         logged = (_STOPPED.findall(c.log.read_text(errors="replace")) for c in self.consumers)
         return sum(int(found[-1]) for found in logged if found)
 
-    def wait_recovered(self, since: float, timeout: float = 150) -> float:
+    def wait_recovered(self, since: float, timeout: float = 120) -> float:
         """Time from ``since`` until the group committed every record in the topic now."""
         target = sum(self.probe.end_offsets())
         wait_until(lambda: self.probe.committed_total() >= target, timeout, "the group to catch up")
@@ -218,10 +218,14 @@ class StreamRun:
         found = _SENT.findall(self.producer.log.read_text(errors="replace"))
         return (int(found[-1][0]), int(found[-1][1])) if found else (0, 0)
 
-    def close(self) -> None:
+    def kill_all(self) -> None:
+        """SIGKILL whatever still runs (a scenario that failed half-way)."""
         for child in [*self.consumers, *([self.producer] if self.producer else [])]:
             if child.alive:
                 child.signal(signal.SIGKILL)
                 child.wait(30)
+
+    def close(self) -> None:
+        self.kill_all()
         self.probe.close()
         self.db.close()

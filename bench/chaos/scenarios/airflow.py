@@ -6,6 +6,7 @@ import os
 import signal
 import time
 from collections import Counter
+from contextlib import suppress
 from pathlib import Path
 from typing import Any
 from uuid import uuid4
@@ -33,13 +34,14 @@ def airflow_chunk_kill9(services: ChaosServices, row: Row, rows: int = 20_000) -
     try:
         with services.proxy.ml_api.toxic("latency", latency=SLOW_ML_MS):
             airflow.api.run_once(DAG_ID, run_id, {"path": str(path), "chunk_size": CHUNK_ROWS})
-            victim = _kill_a_running_chunk(airflow, run_id)
+            ids = source_ids(rows, "k")
+            victim = _kill_a_running_chunk(airflow, run_id, db, ids)
         killed = time.monotonic()
         time.sleep(0.5)  # let PostgreSQL finish a COMMIT the victim had sent
-        # Window i holds ids i*CHUNK_ROWS+1…: those stored now are read again by the retry.
-        window = source_ids(rows, "k")[victim * CHUNK_ROWS : (victim + 1) * CHUNK_ROWS]
+        # Rows of the window stored now are read again by the retry and skipped.
         row.replayed = db.scalar(
-            "SELECT count(*) FROM categorised_transactions WHERE source_id = ANY(:ids)", ids=window
+            "SELECT count(*) FROM categorised_transactions WHERE source_id = ANY(:ids)",
+            ids=_window(ids, victim),
         )
         state = airflow.api.wait_for_run(DAG_ID, run_id, 600)
         row.recover_s.append(time.monotonic() - killed)
@@ -65,7 +67,7 @@ def airflow_file_replaced(services: ChaosServices, row: Row, rows: int = 20_000)
     try:
         with services.proxy.ml_api.toxic("latency", latency=SLOW_ML_MS):
             airflow.api.run_once(DAG_ID, run_id, {"path": str(path), "chunk_size": CHUNK_ROWS})
-            _kill_a_running_chunk(airflow, run_id)
+            _kill_a_running_chunk(airflow, run_id, db, source_ids(rows, "b"))
             os.replace(other, path)  # same name, other rows: what a careless upload does
         replaced = time.monotonic()
         state = airflow.api.wait_for_run(DAG_ID, run_id, 900)
@@ -97,25 +99,38 @@ def _file(path: Path, rows: int, seed: int, prefix: str) -> Path:
     return path
 
 
-def _kill_a_running_chunk(airflow: ChaosAirflow, run_id: str, timeout: float = 300) -> int:
-    """SIGKILL the process of the first chunk seen running, a moment into its work; returns
-    its map index."""
+def _kill_a_running_chunk(
+    airflow: ChaosAirflow, run_id: str, db: Database, ids: list[str], timeout: float = 300
+) -> int:
+    """SIGKILL the first chunk seen running once part of its window is stored (``ids``: the
+    file's source ids, window i holding ids[i*CHUNK_ROWS:…]); returns its map index."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         for item in airflow.api.task_instances(DAG_ID, run_id):
             if item["task_id"] != "categorise_chunk" or item["state"] != "running":
                 continue
             process = airflow.task_process(str(item["id"]))
-            if process is None:
-                continue
-            time.sleep(2)  # into its ML calls, with part of the chunk maybe stored
-            try:
-                process.send_signal(signal.SIGKILL)
-            except psutil.NoSuchProcess:
-                continue  # finished meanwhile: try another
-            return int(item["map_index"])
+            index = int(item["map_index"])
+            if process is not None and _partly_stored(db, _window(ids, index), process):
+                with suppress(psutil.NoSuchProcess):
+                    process.send_signal(signal.SIGKILL)
+                    return index
         time.sleep(0.3)
-    raise TimeoutError(f"no categorise_chunk task of {run_id} seen running")
+    raise TimeoutError(f"no categorise_chunk task of {run_id} seen running mid-window")
+
+
+def _window(ids: list[str], index: int) -> list[str]:
+    return ids[index * CHUNK_ROWS : (index + 1) * CHUNK_ROWS]
+
+
+def _partly_stored(db: Database, window: list[str], process: psutil.Process) -> bool:
+    """Wait while the task runs until some, not all, of its window is stored."""
+    query = "SELECT count(*) FROM categorised_transactions WHERE source_id = ANY(:ids)"
+    while process.is_running():
+        if 0 < db.scalar(query, ids=window) < len(window):
+            return True
+        time.sleep(0.2)
+    return False
 
 
 def _instance(airflow: ChaosAirflow, run_id: str, map_index: int) -> dict[str, Any]:

@@ -38,11 +38,12 @@ def stream_run(
     try:
         yield run
     except BaseException:
-        run.close()  # stop the processes first, then count what they left
+        run.kill_all()  # stop the processes first, then count what they left
         _best_effort_check(run, row)
         raise
     else:
         check_stream(run, row)
+    finally:
         run.close()
 
 

@@ -32,7 +32,9 @@ class BatchRun:
 
     def start(self) -> Child:
         self.runs += 1
-        argv = pipeline("batch", str(self.file), "--no-progress")
+        # Chunks of 5,000 rows (the default is 10,000): the file is stored chunk by chunk, so
+        # the fault lands in the middle of it.
+        argv = pipeline("batch", str(self.file), "--no-progress", "--chunk-size", "5000")
         return Child(f"batch-{self.runs}", argv, self.env, self.folder / f"batch-{self.runs}.log")
 
     def statuses(self) -> list[str]:
@@ -49,8 +51,10 @@ def _interrupted_then_rerun(
         first = run.start()
         wait_until(lambda: run.db.stored() >= rows * 0.4, 180, "40 % of the file stored")
         began = time.monotonic()
-        row.replayed = run.db.stored()  # re-read by the rerun and skipped without an ML call
+        if not first.alive:
+            row.problems.append("the batch had ended before the fault: nothing was interrupted")
         fault(first)
+        row.replayed = run.db.stored()  # re-read by the rerun and skipped without an ML call
         rerun = run.start()
         code = rerun.wait(600)
         row.recover_s.append(time.monotonic() - began)
