@@ -66,11 +66,7 @@ class IdSpill:
         final = spelled | (ids.str.len_bytes() > _TEXT_KEY_BYTES)  # keyed by transaction id
         self._uuids |= bool(spelled.any())
         self._texts |= not final.all()
-        keys = ids
-        if final.any():
-            keys = ids.scatter(
-                np.flatnonzero(final.to_numpy()), transaction_keys(ids.filter(final))
-            )
+        keys = _hashed_where(ids, final)
         self._add(pl.DataFrame({"key": keys, "hashed": final, "line": named["line"]}))
 
     def repeated_lines(self) -> np.ndarray:
@@ -92,10 +88,7 @@ class IdSpill:
         for files in old:
             for path in files:
                 part = pl.read_ipc(path)
-                texts = ~part["hashed"]
-                keys = part["key"].scatter(
-                    np.flatnonzero(texts.to_numpy()), transaction_keys(part["key"].filter(texts))
-                )
+                keys = _hashed_where(part["key"], ~part["hashed"])
                 self._add(part.with_columns(key=keys, hashed=pl.lit(True)))
                 path.unlink()
         self._flush()
@@ -123,3 +116,10 @@ class IdSpill:
             rows.drop("part").write_ipc(path)
         self._flushes += 1
         self._buffer, self._buffered = [], 0
+
+
+def _hashed_where(keys: pl.Series, where: pl.Series) -> pl.Series:
+    """The keys, those flagged in `where` replaced by their transaction id."""
+    if not where.any():
+        return keys
+    return keys.scatter(np.flatnonzero(where.to_numpy()), transaction_keys(keys.filter(where)))

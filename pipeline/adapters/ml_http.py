@@ -196,8 +196,7 @@ def _check_answer(ids: pl.Series, content: bytes, version: str) -> pl.DataFrame:
     # Casting to the categories' enum nulls what is missing or unknown (cheaper than is_in).
     known = answer["category"].cast(_CATEGORY_ENUM, strict=False)
     if known.null_count():
-        known = known.is_not_null()
-        transaction_id, category = answer.filter(~known).row(0)
+        transaction_id, category = answer.filter(known.is_null()).row(0)
         raise CategoriserContractError(
             f"{transaction_id}: missing or unknown category {category!r}"
         )

@@ -157,15 +157,14 @@ class CategoriseRecords:
         """A file must not repeat an id: a valid row whose id appeared on an earlier row (valid
         or not) is `duplicate_id`; the first row wins."""
         chunk = prepared.chunk
-        if chunk.repeated is not None and not chunk.repeated.any():
+        if chunk.repeated is None:
+            repeated = self.repeated_ids.met_before(chunk.frame, rejected, valid)
+        elif not chunk.repeated.any():
             return valid  # the plan found no earlier id for any row of this chunk
-        if chunk.repeated is not None:
+        else:
             flags = pl.DataFrame({"row": pl.Series(range(chunk.height), dtype=pl.UInt32),
                                   "repeated": chunk.repeated})  # fmt: skip
             repeated = valid.join(flags, on="row").filter("repeated")
-        else:
-            repeated = self.repeated_ids.met_before(chunk.frame, rejected, valid)
-            repeated = repeated.select("row", "source_id")
         for row, source_id in repeated.select("row", "source_id").iter_rows():
             detail = f"id {source_id!r} appeared on an earlier row"
             prepared.refusals.append((row, Reason.DUPLICATE_ID, detail, Stage.VALIDATE, ""))
