@@ -9,6 +9,7 @@ import threading
 from pipeline import bootstrap
 from pipeline.config import DatabaseSettings, KafkaSettings, MlApiSettings, ValidationSettings
 from pipeline.domain.model import Outcome
+from pipeline.entrypoints.cli.runtime import tune_gc
 
 logger = logging.getLogger(__name__)
 
@@ -26,6 +27,7 @@ def run_stream(
         if stop is not None:
             processor.stop = stop
         _install_signal_handlers(processor.stop)
+        tune_gc()
         logger.info("consuming %s as group %s", kafka.topic, kafka.group_id)
         total = processor.run()
     logger.info("consumer stopped: %s", total.as_dict())
