@@ -84,7 +84,6 @@ def batch(
     """Categorise a CSV file into PostgreSQL; exit 0 when the run completed (rejects included)."""
     from pipeline import bootstrap
     from pipeline.entrypoints.cli.batch import render_summary, run_batch
-    from pipeline.entrypoints.cli.runtime import tune_gc
 
     ml = MlApiSettings()
     overrides = {"api_url": ml_api_url, "concurrency": ml_concurrency, "batch_size": ml_batch_size}
@@ -101,7 +100,6 @@ def batch(
     ):
         # Worker processes reuse this database (embedded or not) through its resolved URL.
         settings = (_db(built.database_url), ml, validation)
-        tune_gc()
         try:
             run_batch(built, path, size, workers, interactive, total, settings)
         except RunFailed:
