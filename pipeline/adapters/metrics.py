@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
+import numpy as np
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client.core import HistogramMetricFamily
+from prometheus_client.utils import floatToGoString
 
 from pipeline.domain.model import Outcome, RawRecord
 
@@ -38,11 +42,11 @@ class PrometheusStreamMetrics:
             buckets=_LATENCY_BUCKETS,
             registry=r,
         )
-        self.end_to_end = Histogram(
+        self.end_to_end = BatchHistogram(
             "txcat_stream_end_to_end_seconds",
             "Produce time to database commit, per record",
-            buckets=_LATENCY_BUCKETS,
-            registry=r,
+            _LATENCY_BUCKETS,
+            r,
         )
         self.lag_gauge = Gauge(
             "txcat_stream_consumer_lag", "Records behind, per partition", ["partition"], registry=r
@@ -62,9 +66,14 @@ class PrometheusStreamMetrics:
             self.dead_lettered.labels(reason).inc(count)
         self.batch_size.observe(len(records))
         self.batch_latency.observe(seconds)
-        for record in records:
-            if record.event_time is not None:
-                self.end_to_end.observe(max(now - record.event_time, 0.0))
+        stamps = (
+            np.fromiter(
+                (r.event_time for r in records if r.event_time is not None), float, len(records)
+            )
+            if records
+            else np.empty(0)
+        )
+        self.end_to_end.observe_many(np.maximum(now - stamps, 0.0))
 
     def retrying(self, error: BaseException) -> None:
         self.retries.labels(type(error).__name__).inc()
@@ -75,3 +84,50 @@ class PrometheusStreamMetrics:
     def lag(self, lag: dict[int, int]) -> None:
         for partition, value in lag.items():
             self.lag_gauge.labels(str(partition)).set(value)
+
+
+class BatchHistogram:
+    """A Prometheus histogram fed a whole batch of observations at once.
+
+    `Histogram.observe` takes a lock and searches the buckets per call: a microsecond per
+    consumed record for the end-to-end latency. Here a batch is bucketed in one numpy pass and
+    exposed through a custom collector (prometheus_client's documented way), with the same
+    `_bucket`/`_count`/`_sum` series a `Histogram` would export.
+    """
+
+    def __init__(
+        self, name: str, documentation: str, buckets: Sequence[float], registry: CollectorRegistry
+    ) -> None:
+        self.name = name
+        self.documentation = documentation
+        self._bounds = np.asarray(buckets, dtype=float)
+        self._counts = np.zeros(len(buckets) + 1, dtype=np.int64)  # the last one: above all
+        self._sum = 0.0
+        self._lock = threading.Lock()
+        registry.register(self)
+
+    def observe_many(self, values: np.ndarray) -> None:
+        """Count every value in the first bucket whose bound is >= it (Prometheus' `le`)."""
+        if not len(values):
+            return
+        slots = np.searchsorted(self._bounds, values, side="left")
+        counts = np.bincount(slots, minlength=len(self._counts))
+        total = float(values.sum())
+        with self._lock:
+            self._counts += counts
+            self._sum += total
+
+    def describe(self) -> Iterator[HistogramMetricFamily]:
+        yield HistogramMetricFamily(self.name, self.documentation)
+
+    def collect(self) -> Iterator[HistogramMetricFamily]:
+        with self._lock:
+            cumulative = np.cumsum(self._counts).tolist()
+            total = self._sum
+        labels = [floatToGoString(bound) for bound in self._bounds] + ["+Inf"]
+        yield HistogramMetricFamily(
+            self.name,
+            self.documentation,
+            buckets=list(zip(labels, cumulative, strict=True)),
+            sum_value=total,
+        )
