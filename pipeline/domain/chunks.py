@@ -44,8 +44,11 @@ class RawChunk:
 
 def raw_frame(frame: pl.DataFrame) -> pl.DataFrame:
     """The raw frame with every column of RAW_SCHEMA (absent ones all null), text typed."""
+    if frame.schema == RAW_SCHEMA:  # as read: every column there, in order, typed
+        return frame
     missing = [pl.lit(None, pl.String).alias(c) for c in RAW_COLUMNS if c not in frame.columns]
-    return frame.with_columns(missing).select(RAW_COLUMNS).cast(RAW_SCHEMA)  # type: ignore[arg-type]
+    lazy = frame.lazy().with_columns(missing).select(RAW_COLUMNS).cast(RAW_SCHEMA)  # type: ignore[arg-type]
+    return lazy.collect()
 
 
 def chunk_of_records(records: Sequence[RawRecord]) -> RawChunk:

@@ -64,14 +64,19 @@ def _common(frame: pl.DataFrame, zone: str) -> pl.DataFrame:
     stamp = pl.col("timestamp_text")
     size = pl.col("size")
     # Parts first, as columns, then combined: one expression tree for all of it costs polars
-    # more to plan than to run on a small batch.
-    parts = todo.select(
-        "row",
-        "timestamp_text",
-        size=stamp.str.len_chars(),
-        zulu=stamp.str.ends_with("Z"),
-        local=_local_us(stamp),
-    ).with_columns(signed=stamp.str.slice(size - 6, 1).is_in(["+", "-"]) & (size >= 25))
+    # more to plan than to run on a small batch. The steps stay lazy and are collected once:
+    # each eager step is a query of its own (~0.3 ms each on a stream batch of 100 events).
+    parts = (
+        todo.lazy()
+        .select(
+            "row",
+            "timestamp_text",
+            size=stamp.str.len_chars(),
+            zulu=stamp.str.ends_with("Z"),
+            local=_local_us(stamp),
+        )
+        .with_columns(signed=stamp.str.slice(size - 6, 1).is_in(["+", "-"]) & (size >= 25))
+    )
     zone_chars = pl.when("zulu").then(1).when("signed").then(6).otherwise(0)
     parts = parts.with_columns(
         fraction_chars=(size - 20 - zone_chars).clip(lower_bound=0),
@@ -104,7 +109,7 @@ def _common(frame: pl.DataFrame, zone: str) -> pl.DataFrame:
         occurred_at_us=pl.when("exact").then(pl.col("utc")),
         utc_offset_s=pl.when("exact").then(((local - pl.col("utc")) // 1_000_000).cast(pl.Int32)),
     )
-    return frame.update(fixed, on="row")
+    return frame.update(fixed.collect(), on="row")
 
 
 def _naive_in(local_us: pl.Expr, zone: str) -> pl.Expr:
