@@ -30,19 +30,18 @@ def micros(moment: datetime) -> int:
     return (moment - _EPOCH) // _ONE_MICROSECOND
 
 
-def parse_timestamps(frame: pl.DataFrame, zone: str) -> pl.DataFrame:
+def parse_timestamps(frame: pl.DataFrame | pl.LazyFrame, zone: str) -> pl.DataFrame:
     """Add `occurred_at_us` (UTC microseconds, null when not ISO 8601) and `utc_offset_s` (the
     offset the text gave or the zone had) from the stripped `timestamp_text`."""
     stamp = pl.col("timestamp_text")
     local = _local_us(stamp)
     plain = stamp.str.contains(PLAIN) & (stamp.str.slice(17, 2) != "60")
     naive = _naive_in(local, zone)
-    frame = frame.with_columns(
+    parsed = frame.lazy().with_columns(
         occurred_at_us=pl.when(plain).then(naive),
         utc_offset_s=pl.when(plain).then(((local - naive) // 1_000_000).cast(pl.Int32)),
     )
-    frame = _common(frame, zone)
-    return _iso_fallback(frame, ZoneInfo(zone))
+    return _iso_fallback(_common(parsed.collect(), zone), ZoneInfo(zone))
 
 
 def _local_us(stamp: pl.Expr) -> pl.Expr:

@@ -253,15 +253,20 @@ class Validator:
             reason = pl.when(pl.col("failed") == n).then(pl.lit(str(rule.reason))).otherwise(reason)
             detail = pl.when(pl.col("failed") == n).then(rule.detail).otherwise(detail)
         self._reason, self._detail = reason, detail
+        self._stripped = [stripped(name).alias(f"{name}_text") for name in (*TEXT_FIELDS, "amount")]
 
     def prepare(self, raw: pl.DataFrame) -> pl.DataFrame:
         """The raw chunk with what the rules read, computed once: stripped texts, the amount
         in cents, the timestamp as UTC microseconds."""
-        frame = raw_frame(raw).with_row_index("row")
-        frame = frame.with_columns(
-            [stripped(name).alias(f"{name}_text") for name in (*TEXT_FIELDS, "amount")]
+        # One query for the steps (an eager step is a query of its own: ~0.3 ms each on a
+        # small stream batch, whatever its size).
+        frame = (
+            raw_frame(raw)
+            .lazy()
+            .with_row_index("row")
+            .with_columns(self._stripped)
+            .with_columns(amount_cents=amount_cents(text("amount")))
         )
-        frame = frame.with_columns(amount_cents=amount_cents(text("amount")))
         return parse_timestamps(frame, self._zone)
 
     def check(self, raw: pl.DataFrame) -> Checked:
@@ -282,13 +287,13 @@ class Validator:
                 detail=pl.when(parsed).then(self._detail).otherwise(pl.col("parse_error")),
                 stage=pl.when(parsed).then(pl.lit("validate")).otherwise(pl.lit("parse")),
             )
-        valid = self._transactions(frame.filter(pl.col("failed").is_null() & parsed))
+        valid = self._transactions(frame.lazy().filter(pl.col("failed").is_null() & parsed))
         return Checked(valid, rejected)
 
-    def _transactions(self, frame: pl.DataFrame) -> pl.DataFrame:
+    def _transactions(self, frame: pl.LazyFrame) -> pl.DataFrame:
         cents = pl.col("amount_cents")
         side = text("side").str.to_lowercase()
-        frame = frame.select(
+        selected = frame.select(
             "row",
             source_id=text("id"),
             description=text("description"),
@@ -302,9 +307,10 @@ class Validator:
             new_operation_type=~text("operation_type").is_in(
                 sorted(self.rules.known_operation_types)
             ),
-        )
-        frame = frame.with_columns(transaction_keys(frame["source_id"]))
-        return frame.with_columns(id=uuid_text(pl.col("id_hex"))).select(VALID_COLUMNS)
+        ).collect()
+        keys = transaction_keys(selected["source_id"])
+        lazy = selected.lazy().with_columns(keys).with_columns(id=uuid_text(pl.col("id_hex")))
+        return lazy.select(VALID_COLUMNS).collect()
 
     def validate(self, record: RawRecord) -> Validated:
         """Validate one record (the same rules); raise InvalidRecord with its reason."""
