@@ -68,11 +68,12 @@ def transaction_keys(source_ids: pl.Series) -> pl.Series:
     spelled = uuid_spelled(texts)
     if not spelled.any():  # the usual file: no id is a UUID, every one is hashed
         return _uuid5_hexes(texts.to_list()).rename("id_hex")
-    keys = (
-        texts.str.to_lowercase()
+    keys = texts.to_frame("key").select(  # one query, not one per string step
+        pl.col("key")
+        .str.to_lowercase()
         .str.replace("urn:uuid:", "", literal=True)
         .str.replace_all(r"[{}\-]", "")
-    )
+    )["key"]
     hashed = texts.filter(~spelled)
     if hashed.len():
         keys = keys.scatter(np.flatnonzero(~spelled.to_numpy()), _uuid5_hexes(hashed.to_list()))
