@@ -27,7 +27,7 @@ $(UV):
 # would otherwise compile its imports from source at each start (~4 s for a consumer).
 $(STAMP): pyproject.toml uv.lock | $(UV)
 	$(UV) export --quiet --locked --all-extras --no-emit-project --output-file $(LOCKED)
-	$(UV) pip install --quiet --python $(PY) --require-hashes --compile-bytecode -r $(LOCKED)
+	$(UV) pip install --quiet --python $(PY) --compile-bytecode --require-hashes -r $(LOCKED)
 	$(UV) pip install --quiet --python $(PY) --no-deps -e .
 	touch $(STAMP)
 
