@@ -124,7 +124,8 @@ class BatchHistogram:
         with self._lock:
             cumulative = np.cumsum(self._counts).tolist()
             total = self._sum
-        labels = [floatToGoString(bound) for bound in self._bounds] + ["+Inf"]
+        labels = [floatToGoString(bound) for bound in self._bounds]  # type: ignore[no-untyped-call]
+        labels.append("+Inf")
         yield HistogramMetricFamily(
             self.name,
             self.documentation,
