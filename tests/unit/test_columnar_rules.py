@@ -16,6 +16,7 @@ from pipeline.domain.fingerprints import content_fingerprints
 from pipeline.domain.frames import transactions
 from pipeline.domain.ids import transaction_keys, transaction_uuid
 from pipeline.domain.model import RawRecord, SourcePosition, content_fingerprint
+from pipeline.domain.timestamps import parse_timestamps
 from pipeline.domain.validation import ValidationRules, Validator
 from tests.oracle import RowOracle
 
@@ -117,6 +118,24 @@ def test_the_columnar_rules_agree_with_the_row_by_row_oracle(
         assert got.timestamp == want.timestamp and got.timestamp.utcoffset() == (
             want.timestamp.utcoffset()
         )
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(STAMP.map(lambda v: str(v).strip()), max_size=30), st.sampled_from(RULES))
+def test_both_timestamp_plans_give_the_same_columns(
+    stamps: list[str], rules: ValidationRules
+) -> None:
+    """The plan chosen from a chunk's first timestamp (plain tier first and the variants
+    after, or every tier in one query) never changes what is parsed."""
+    frame = pl.DataFrame(
+        {"row": range(len(stamps)), "timestamp_text": stamps},
+        schema={"row": pl.UInt32, "timestamp_text": pl.String},
+    )
+    zone = rules.default_timezone
+    plain_first = parse_timestamps(frame, zone, plain_expected=True)
+    all_at_once = parse_timestamps(frame, zone, plain_expected=False)
+    assert all_at_once.equals(plain_first), (stamps, plain_first, all_at_once)
+    assert all_at_once.columns == [*frame.columns, "occurred_at_us", "utc_offset_s"]
 
 
 @settings(max_examples=100, deadline=None)
