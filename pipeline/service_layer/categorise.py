@@ -53,7 +53,8 @@ class UseCaseOptions:
 @dataclass
 class PreparedChunk:
     """A validated chunk waiting to be categorised and stored: `todo` holds the rows to send
-    to the model (valid, not repeated, not stored), with their content fingerprints."""
+    to the model (valid, not repeated, not stored), with their content fingerprints, and
+    after `CategoriseRecords.categorise` the same rows with their category."""
 
     chunk: RawChunk
     outcome: Outcome = field(default_factory=Outcome)
@@ -124,11 +125,21 @@ class CategoriseRecords:
 
     def complete(self, prepared: PreparedChunk) -> Outcome:
         """Categorise, store and dead-letter a prepared chunk; safe to run off the main thread."""
+        return self.save(self.categorise(prepared))
+
+    def categorise(self, prepared: PreparedChunk) -> PreparedChunk:
+        """Send the chunk's `todo` rows to the model: `todo` then holds them with their
+        category, and the rows the model refused are added to the refusals."""
         limit = self.options.deadline_s
         deadline = None if limit is None else time.monotonic() + limit
-        categorised, refused = self._categorise_all(prepared.todo, deadline)
-        saved, refused_by_store = self._save_isolating(categorised)
-        refusals = prepared.refusals + refused + refused_by_store
+        prepared.todo, refused = self._categorise_all(prepared.todo, deadline)
+        prepared.refusals += refused
+        return prepared
+
+    def save(self, prepared: PreparedChunk) -> Outcome:
+        """Store a categorised chunk and dead-letter its refusals; its outcome."""
+        saved, refused_by_store = self._save_isolating(prepared.todo)
+        refusals = prepared.refusals + refused_by_store
         rejections = [self._rejection(prepared.chunk, *refusal) for refusal in refusals]
         if rejections:
             self.dead_letters.send(rejections)

@@ -11,7 +11,7 @@ from pipeline.domain.chunks import RawChunk, chunk_of_records
 from pipeline.domain.model import Outcome, RawRecord
 
 if TYPE_CHECKING:
-    from pipeline.service_layer.categorise import CategoriseRecords
+    from pipeline.service_layer.categorise import CategoriseRecords, PreparedChunk
 
 T = TypeVar("T")
 
@@ -23,21 +23,36 @@ def run_chunks(
 ) -> Outcome:
     """Feed chunks to the use case and add up the outcomes.
 
-    Reading and validating chunk N+1 (this thread) overlaps with categorising and storing
-    chunk N (one worker thread), so the ML API, PostgreSQL and this process work at the same
-    time. Chunks complete in order; on an error the chunk in flight finishes or fails, none is
-    skipped.
+    Three stages overlap, one thread each: reading and validating chunk N+2 (this thread),
+    categorising chunk N+1 (the ML API) and storing chunk N (PostgreSQL), so this process,
+    the ML API and PostgreSQL work at the same time. Each stage takes the chunks in order, so
+    chunks are stored and complete in order; on an error the chunks already handed on finish
+    or fail, none is skipped and none after it is stored.
     """
     total = Outcome()
-    with ThreadPoolExecutor(1, "complete") as worker:
-        in_flight: Future[Outcome] | None = None
+    with (
+        ThreadPoolExecutor(1, "categorise") as model,
+        ThreadPoolExecutor(1, "save") as saver,
+    ):
+        categorising: Future[PreparedChunk] | None = None
+        saving: Future[Outcome] | None = None
+
+        def hand_on() -> Future[Outcome] | None:
+            """The chunk being categorised goes on to be saved, once the one before is."""
+            if categorising is None:
+                return saving
+            categorised = categorising.result()
+            if saving is not None:
+                _done(saving.result(), total, on_chunk)
+            return saver.submit(use_case.save, categorised)
+
         for chunk in chunks:
             prepared = use_case.prepare(chunk)
-            if in_flight is not None:
-                _done(in_flight.result(), total, on_chunk)
-            in_flight = worker.submit(use_case.complete, prepared)
-        if in_flight is not None:
-            _done(in_flight.result(), total, on_chunk)
+            saving = hand_on()
+            categorising = model.submit(use_case.categorise, prepared)
+        saving = hand_on()
+        if saving is not None:
+            _done(saving.result(), total, on_chunk)
     return total
 
 

@@ -130,3 +130,30 @@ def test_concurrent_sub_batches_give_the_same_result_as_sequential() -> None:
     make(one, ml_batch_size=10, ml_concurrency=1)(rows(95))
     make(many, ml_batch_size=10, ml_concurrency=4)(rows(95))
     assert one.categorisations == many.categorisations
+
+
+class RecordingStore(InMemoryStore):
+    """Remembers the source ids of each save, in the order the saves came."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.saved: list[list[str]] = []
+
+    def upsert(self, rows: Any) -> None:
+        super().upsert(rows)
+        self.saved.append(rows["source_id"].to_list())
+
+
+def test_overlapped_chunks_are_stored_in_order_and_none_after_a_failed_one() -> None:
+    store = RecordingStore()
+    done: list[int] = []
+    run_chunked(rows(18), make(store), chunk_size=4, on_chunk=lambda o: done.append(o.read))
+    assert [int(ids[0]) for ids in store.saved] == [1, 5, 9, 13, 17]
+    assert done == [4, 4, 4, 4, 2]
+
+    store = RecordingStore()
+    failing = FakeCategoriser(fail_calls=[3])  # the third chunk's call: the ML API is down
+    with pytest.raises(CategoriserUnavailable):
+        run_chunked(rows(18), make(store, failing), chunk_size=4)
+    assert [int(ids[0]) for ids in store.saved] == [1, 5]  # the two before it, nothing after
+    assert len(failing.calls) == 3
