@@ -66,13 +66,8 @@ class PrometheusStreamMetrics:
             self.dead_lettered.labels(reason).inc(count)
         self.batch_size.observe(len(records))
         self.batch_latency.observe(seconds)
-        stamps = (
-            np.fromiter(
-                (r.event_time for r in records if r.event_time is not None), float, len(records)
-            )
-            if records
-            else np.empty(0)
-        )
+        # A record without a broker timestamp (none was given) has no end-to-end latency.
+        stamps = np.fromiter((r.event_time for r in records if r.event_time is not None), float)
         self.end_to_end.observe_many(np.maximum(now - stamps, 0.0))
 
     def retrying(self, error: BaseException) -> None:

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 from hypothesis import given
 from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry, Histogram, generate_latest
 
-from pipeline.adapters.metrics import BatchHistogram
+from pipeline.adapters.metrics import BatchHistogram, PrometheusStreamMetrics
+from pipeline.domain.model import Outcome, RawRecord, SourcePosition
 
 BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 latencies = st.lists(
@@ -36,3 +39,22 @@ def test_batches_export_what_one_observe_per_value_would(batches: list[list[floa
             assert np.isclose(float(mine.split()[1]), float(theirs.split()[1]))
         else:
             assert mine == theirs
+
+
+def test_a_batch_counts_the_records_that_carry_an_event_time() -> None:
+    metrics = PrometheusStreamMetrics()
+    now = time.time()
+    position = SourcePosition("t", None, 0, 0)
+    records = [
+        RawRecord(position, "a", {}, event_time=now - 0.02),
+        RawRecord(position, "b", {}, event_time=None),  # no broker timestamp
+        RawRecord(position, "c", {}, event_time=now - 3.0),
+    ]
+    metrics.batch_done(records, Outcome(read=3, categorised=3), 0.01)
+    metrics.batch_done([], Outcome(), 0.0)
+    registry = metrics.registry
+    count = registry.get_sample_value("txcat_stream_end_to_end_seconds_count")
+    within_one_second = registry.get_sample_value(
+        "txcat_stream_end_to_end_seconds_bucket", {"le": "1.0"}
+    )
+    assert (count, within_one_second) == (2, 1)
