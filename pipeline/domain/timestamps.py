@@ -46,7 +46,7 @@ def parse_timestamps(
     local = _local_us(stamp)
     plain = stamp.str.contains(PLAIN) & (stamp.str.slice(17, 2) != "60")
     naive = _naive_in(local, zone)
-    offset_s = ((local - naive) // 1_000_000).cast(pl.Int32)
+    offset_s = _offset_s(local, naive)
     if plain_expected:
         parsed = frame.lazy().with_columns(
             occurred_at_us=pl.when(plain).then(naive),
@@ -60,9 +60,14 @@ def parse_timestamps(
         utc_offset_s=pl.when(plain)
         .then(offset_s)
         .when(common)
-        .then(((pl.col("_local") - pl.col("_utc")) // 1_000_000).cast(pl.Int32)),
+        .then(_offset_s(pl.col("_local"), pl.col("_utc"))),
     ).drop(_PARTS)
     return _iso_fallback(parsed.collect(), ZoneInfo(zone))
+
+
+def _offset_s(local_us: pl.Expr, utc_us: pl.Expr) -> pl.Expr:
+    """The UTC offset in seconds of a wall time and the moment it names."""
+    return ((local_us - utc_us) // 1_000_000).cast(pl.Int32)
 
 
 def _local_us(stamp: pl.Expr) -> pl.Expr:
@@ -86,9 +91,7 @@ def _common(frame: pl.DataFrame, zone: str) -> pl.DataFrame:
     fixed = parts.select(
         "row",
         occurred_at_us=pl.when("_exact").then(pl.col("_utc")),
-        utc_offset_s=pl.when("_exact").then(
-            ((pl.col("_local") - pl.col("_utc")) // 1_000_000).cast(pl.Int32)
-        ),
+        utc_offset_s=pl.when("_exact").then(_offset_s(pl.col("_local"), pl.col("_utc"))),
     )
     return frame.update(fixed.collect(), on="row")
 
