@@ -18,11 +18,18 @@ EARLIEST = datetime(1900, 1, 1, tzinfo=UTC)
 LATEST = datetime(2200, 1, 1, tzinfo=UTC)
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _ONE_MICROSECOND = datetime(1970, 1, 1, 0, 0, 0, 1, tzinfo=UTC) - _EPOCH
+_PLAIN_LENGTH = len("2024-01-31 10:00:00")
 PLAIN = r"\A[0-9]{4}-[0-9]{2}-[0-9]{2}[T ][0-9]{2}:[0-9]{2}:[0-9]{2}\z"
 COMMON = (
     r"\A[0-9]{4}-[0-9]{2}-[0-9]{2}[T ][0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]{1,6})?"
     r"(?:Z|[+-][0-9]{2}:[0-9]{2})?\z"
 )
+
+
+def plain_spelling(stamp: str | None) -> bool:
+    """Whether a timestamp has the plain spelling's length (to the second, naive): how the
+    rest of its chunk is likely spelled, which only picks `parse_timestamps`' cheaper plan."""
+    return stamp is None or len(stamp.strip()) == _PLAIN_LENGTH
 
 
 def micros(moment: datetime) -> int:
@@ -72,7 +79,7 @@ def _offset_s(local_us: pl.Expr, utc_us: pl.Expr) -> pl.Expr:
 
 def _local_us(stamp: pl.Expr) -> pl.Expr:
     """Date and time to the second (the first 19 characters) as naive microseconds."""
-    moment = stamp.str.slice(0, 19).str.replace("T", " ", literal=True, n=1)
+    moment = stamp.str.slice(0, _PLAIN_LENGTH).str.replace("T", " ", literal=True, n=1)
     parsed = moment.str.strptime(pl.Datetime("us"), "%Y-%m-%d %H:%M:%S", strict=False)
     return parsed.dt.epoch("us")
 

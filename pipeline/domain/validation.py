@@ -21,7 +21,13 @@ from pipeline.domain.errors import InvalidRecord
 from pipeline.domain.frames import transactions
 from pipeline.domain.ids import transaction_keys, uuid_text
 from pipeline.domain.model import RawRecord, Reason, RecordWarning, Transaction
-from pipeline.domain.timestamps import EARLIEST, LATEST, micros, parse_timestamps
+from pipeline.domain.timestamps import (
+    EARLIEST,
+    LATEST,
+    micros,
+    parse_timestamps,
+    plain_spelling,
+)
 
 REQUIRED_FIELDS = ("id", "description", "amount", "timestamp", "operation_type", "side")
 KNOWN_OPERATION_TYPES = frozenset({"payment", "direct_debit", "transfer", "refund"})
@@ -236,13 +242,6 @@ VALID_COLUMNS = (
 )  # fmt: skip
 
 
-def _plain_first(raw: pl.DataFrame) -> bool:
-    """Whether the chunk's first timestamp has the plain spelling's length (seconds, naive):
-    how the chunk is likely spelled, which only picks the cheaper way to parse it."""
-    first = raw["timestamp"][0] if raw.height else None
-    return first is None or len(first.strip()) == 19
-
-
 class Validator:
     """Applies the rules to chunks (columns) or, for one record, raises InvalidRecord."""
 
@@ -274,7 +273,8 @@ class Validator:
             .with_columns(self._stripped)
             .with_columns(amount_cents=amount_cents(text("amount")))
         )
-        return parse_timestamps(frame, self._zone, plain_expected=_plain_first(raw))
+        first = raw["timestamp"][0] if raw.height else None
+        return parse_timestamps(frame, self._zone, plain_expected=plain_spelling(first))
 
     def check(self, raw: pl.DataFrame) -> Checked:
         """Validate every row of a raw chunk (see `pipeline.domain.chunks`) at once.
