@@ -27,7 +27,7 @@ from pipeline.adapters.csv_source import CsvTransactionFile
 from pipeline.adapters.ml_http import HttpCategoriser, make_client
 from pipeline.adapters.postgres import embedded as embedded_pg
 from pipeline.adapters.postgres.store import PostgresStore, make_engine
-from pipeline.domain.fingerprints import content_fingerprints
+from pipeline.domain.fingerprints import content_sha256
 from pipeline.domain.validation import Validator
 
 CHUNK = 50_000
@@ -75,7 +75,7 @@ def csv_stages(path: Path) -> tuple[list[Stage], list[pl.DataFrame]]:
     def validate() -> int:
         for frame in frames:
             checked = validator.check(frame).valid
-            valid.append(checked.with_columns(content_fingerprints(checked)))
+            valid.append(checked.with_columns(content_sha256()))
         return rows
 
     _, validate_s = _timed(validate)

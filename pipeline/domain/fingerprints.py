@@ -41,20 +41,18 @@ def iso_utc(moment: pl.Expr) -> pl.Expr:
     return pl.concat_str([moment.dt.strftime("%Y-%m-%dT%H:%M:%S"), fraction, pl.lit("+00:00")])
 
 
-def content_fingerprints(valid: pl.DataFrame) -> pl.Series:
-    """SHA-256 (hex) of each valid row's normalised content."""
-    text = plh.col("content_sha256")
-    return valid.select(
-        pl.concat_str(
-            [
-                pl.col("source_id"),
-                pl.col("description"),
-                normalised_amount(pl.col("amount_cents")),
-                iso_utc(pl.col("occurred_at")),
-                pl.col("merchant").fill_null(""),
-                pl.col("operation_type"),
-                pl.col("side"),
-            ],
-            separator="\x1f",  # unit separator: no valid field holds it
-        ).alias("content_sha256")
-    ).select(text.chash.sha2_256())["content_sha256"]
+def content_sha256() -> pl.Expr:
+    """The column `content_sha256`: SHA-256 (hex) of each valid row's normalised content."""
+    text = pl.concat_str(
+        [
+            pl.col("source_id"),
+            pl.col("description"),
+            normalised_amount(pl.col("amount_cents")),
+            iso_utc(pl.col("occurred_at")),
+            pl.col("merchant").fill_null(""),
+            pl.col("operation_type"),
+            pl.col("side"),
+        ],
+        separator="\x1f",  # unit separator: no valid field holds it
+    )
+    return plh.CryptographicHashingNameSpace(text).sha2_256().alias("content_sha256")

@@ -10,7 +10,7 @@ from uuid import UUID
 
 import polars as pl
 
-from pipeline.domain.fingerprints import content_fingerprints
+from pipeline.domain.fingerprints import content_sha256
 from pipeline.domain.model import Categorisation, Side, Transaction
 
 
@@ -60,7 +60,7 @@ def transactions_frame(transactions: Sequence[Transaction]) -> pl.DataFrame:
             "merchant": pl.String,
         },
     )
-    return frame.with_columns(content_fingerprints(frame))
+    return frame.with_columns(content_sha256())
 
 
 def pairs_frame(pairs: Sequence[tuple[Transaction, Categorisation]]) -> pl.DataFrame:

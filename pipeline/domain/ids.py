@@ -55,7 +55,8 @@ def transaction_uuid(source_id: str) -> UUID:
 def uuid_spelled(source_ids: pl.Series) -> pl.Series:
     """Whether each (already stripped) source id is a UUID in a standard spelling (kept as
     the transaction's id) rather than a text mapped with uuid5."""
-    return source_ids.fill_null("").str.contains(_STANDARD_UUID_COLUMN)
+    spelled = pl.col("id").fill_null("").str.contains(_STANDARD_UUID_COLUMN)
+    return source_ids.to_frame("id").select(spelled)["id"]  # one query, not one per step
 
 
 def transaction_keys(source_ids: pl.Series) -> pl.Series:

@@ -21,7 +21,7 @@ from pipeline.domain.errors import (
     StoreMisconfigured,
     StoreRejected,
 )
-from pipeline.domain.fingerprints import content_fingerprints
+from pipeline.domain.fingerprints import content_sha256
 from pipeline.domain.model import Outcome, RawRecord, Reason, RecordWarning, Rejection, Stage
 from pipeline.domain.ports import Categoriser, DeadLetterSink, TransactionStore
 from pipeline.domain.validation import Validator
@@ -106,13 +106,14 @@ class CategoriseRecords:
         disagreeing = int(valid["sign_disagrees"].sum())
         if disagreeing:
             outcome.warnings[RecordWarning.SIGN_DISAGREES_WITH_SIDE] += disagreeing
-        new_types = valid.filter("new_operation_type")["operation_type"].value_counts()
-        outcome.new_operation_types.update(dict(new_types.iter_rows()))
-        valid = valid.with_columns(content_fingerprints(valid))
+        if valid["new_operation_type"].any():
+            new_types = valid.filter("new_operation_type")["operation_type"].value_counts()
+            outcome.new_operation_types.update(dict(new_types.iter_rows()))
+        valid = valid.with_columns(content_sha256())
         if self.options.reject_duplicate_ids:
             valid = self._drop_repeats(prepared, checked.rejected, valid)
         else:
-            valid = self._reseen(prepared, valid, reseen_in_chunk(valid))
+            valid = self._reseen(prepared, valid)
         stored = self.store.stored(valid["id"]) if valid.height else _NOTHING_STORED
         if stored.height:  # usually none: a fresh file skips both joins
             known = valid.join(stored, on="id", how="inner", suffix="_stored")
@@ -181,12 +182,12 @@ class CategoriseRecords:
             prepared.refusals.append((row, Reason.DUPLICATE_ID, detail, Stage.VALIDATE, ""))
         return valid.join(repeated.select("row"), on="row", how="anti")
 
-    def _reseen(
-        self, prepared: PreparedChunk, valid: pl.DataFrame, later: pl.DataFrame
-    ) -> pl.DataFrame:
+    def _reseen(self, prepared: PreparedChunk, valid: pl.DataFrame) -> pl.DataFrame:
         """In a stream batch, a later event with the id of an earlier one is compared to it."""
-        if later.height:
-            self._compare(prepared, later)
+        if valid["id"].n_unique() == valid.height:  # the usual batch: no id twice
+            return valid
+        later = reseen_in_chunk(valid)
+        self._compare(prepared, later)
         return valid.join(later.select("row"), on="row", how="anti")
 
     def _compare(self, prepared: PreparedChunk, known: pl.DataFrame) -> None:
@@ -239,7 +240,7 @@ class CategoriseRecords:
                     "the ML API is too slow"
                 )
             answer = self.categoriser.categorise_batch(rows)
-            return rows.with_columns(answer.select("category", "model_version"))
+            return rows.hstack([answer["category"], answer["model_version"]])
 
         def refusal(exc: Exception) -> tuple[Reason, Stage]:
             rejected = isinstance(exc, CategoriserRejected)

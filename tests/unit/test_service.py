@@ -56,6 +56,19 @@ def test_invalid_records_are_dead_lettered_with_reason_and_position() -> None:
     assert {r.payload for r in store.dead_letters.values()} == {"raw 4", "raw 5"}
 
 
+def test_unseen_operation_types_are_counted_per_type_and_the_rows_stored() -> None:
+    store = InMemoryStore()
+    records = (
+        rows(2)
+        + rows(3, start=3, operation_type="crypto")
+        + rows(1, start=6, operation_type="gift")
+    )
+    outcome = make(store)(records)
+    assert outcome.new_operation_types == {"crypto": 3, "gift": 1}
+    assert outcome.categorised == 6
+    assert make(InMemoryStore())(rows(2)).new_operation_types == {}
+
+
 def test_repeated_id_in_a_file_is_rejected_across_chunks() -> None:
     store = InMemoryStore()
     use_case = make(store)
