@@ -84,7 +84,7 @@ def transaction_keys(source_ids: pl.Series) -> pl.Series:
 
 def _uuid5_hexes(texts: pl.Series) -> pl.Series:
     """uuid5 (in the transaction namespace) of each text, as 32 hex digits."""
-    uuid5 = plh.col("text").uuidhash.uuid5(str(TRANSACTION_NAMESPACE))
+    uuid5 = plh.UUIDHashNameSpace(pl.col("text")).uuid5(str(TRANSACTION_NAMESPACE))
     hexes = uuid5.str.replace_all("-", "", literal=True)
     return texts.to_frame("text").select(hexes)["text"]
 
