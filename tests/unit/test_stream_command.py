@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 
 import pytest
 from typer.testing import CliRunner
@@ -36,3 +38,12 @@ def test_the_consumer_runs_polars_on_one_thread_by_default(
 def test_an_operators_polars_max_threads_is_kept(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("POLARS_MAX_THREADS", "3")
     assert threads_seen_by_the_consumer(monkeypatch) == "3"
+
+
+def test_the_command_line_does_not_import_polars_before_the_stream_command_runs() -> None:
+    # POLARS_MAX_THREADS is read when polars is first imported: set after that, it does nothing.
+    check = "import sys, pipeline.entrypoints.cli.app; print('polars' in sys.modules)"
+    result = subprocess.run(
+        [sys.executable, "-c", check], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert result.stdout.strip() == "False"
