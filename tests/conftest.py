@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -16,6 +17,16 @@ from pipeline.adapters.postgres import schema as postgres_schema
 from pipeline.adapters.postgres.embedded import EmbeddedPostgres
 from pipeline.adapters.postgres.store import make_engine
 from tests.support.services import MlApiProcess
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """A command run in-process (`CliRunner`) points the root logger at the stderr pytest
+    captured, a stream closed by now: drop such handlers so a library's exit hook (the embedded
+    PostgreSQL's cleanup logs at exit) does not print a logging traceback after the results."""
+    root = logging.getLogger()
+    for handler in root.handlers[:]:
+        if isinstance(handler, logging.StreamHandler):
+            root.removeHandler(handler)
 
 
 @pytest.fixture(scope="session")
