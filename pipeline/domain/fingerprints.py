@@ -8,6 +8,8 @@ row on the thread that reads the file).
 
 from __future__ import annotations
 
+from functools import cache
+
 import polars as pl
 import polars_hash as plh
 
@@ -41,6 +43,7 @@ def iso_utc(moment: pl.Expr) -> pl.Expr:
     return pl.concat_str([moment.dt.strftime("%Y-%m-%dT%H:%M:%S"), fraction, pl.lit("+00:00")])
 
 
+@cache  # one immutable expression: built (~0.2 ms) once, not for every stream batch
 def content_sha256() -> pl.Expr:
     """The column `content_sha256`: SHA-256 (hex) of each valid row's normalised content."""
     text = pl.concat_str(
