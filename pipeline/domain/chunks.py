@@ -10,7 +10,7 @@ rows as a RawRecord, which only rejected rows need (for their dead letters).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 
@@ -51,9 +51,24 @@ def raw_frame(frame: pl.DataFrame) -> pl.DataFrame:
     return lazy.collect()
 
 
-def chunk_of_records(records: Sequence[RawRecord]) -> RawChunk:
+class RecordBatch(list[RawRecord]):
+    """Records consumed together with their raw frame, parsed together by the source (row i
+    is record i). A slice or a filtered copy is a plain list: the frame goes with the whole
+    batch only, and a part of it is framed again from its records."""
+
+    def __init__(self, records: Iterable[RawRecord], frame: pl.DataFrame) -> None:
+        super().__init__(records)
+        if frame.height != len(self) or frame.schema != RAW_SCHEMA:
+            raise ValueError("a batch's frame must be the raw frame of its records, row for row")
+        self.frame = frame
+
+
+def chunk_of_records(records: Iterable[RawRecord]) -> RawChunk:
     """A chunk built from records already in hand (a consumed stream batch, tests)."""
-    return RawChunk(records_frame(records), records.__getitem__)
+    if isinstance(records, RecordBatch):
+        return RawChunk(records.frame, records.__getitem__)
+    listed = records if isinstance(records, list) else list(records)
+    return RawChunk(records_frame(listed), listed.__getitem__)
 
 
 def records_frame(records: Sequence[RawRecord]) -> pl.DataFrame:

@@ -97,7 +97,8 @@ class RecordStream(Protocol):
     """A partitioned log of raw records consumed by a group (Kafka), committed explicitly."""
 
     def poll(self, max_records: int, timeout_s: float) -> list[RawRecord]:
-        """Up to `max_records` records, waiting at most `timeout_s` for the first."""
+        """Up to `max_records` records, waiting at most `timeout_s` for the first (a
+        RecordBatch when the source parsed them together)."""
         ...
 
     def commit(self, records: Sequence[RawRecord]) -> None:

@@ -95,7 +95,7 @@ class CategoriseRecords:
 
     def prepare(self, records: Iterable[RawRecord] | RawChunk) -> PreparedChunk:
         """Validate a chunk and set aside what is repeated or already stored."""
-        chunk = records if isinstance(records, RawChunk) else chunk_of_records(list(records))
+        chunk = records if isinstance(records, RawChunk) else chunk_of_records(records)
         prepared = PreparedChunk(chunk)
         outcome = prepared.outcome
         outcome.read = chunk.height

@@ -148,7 +148,9 @@ class StreamProcessor:
     def _process_owned(self, batch: list[RawRecord]) -> tuple[list[RawRecord], Outcome] | None:
         # After a rebalance during an outage, records of partitions we lost belong to another
         # consumer now: drop them (their offsets were not committed, the new owner replays them).
-        owned = [record for record in batch if self.stream.owns(record)]
+        owns = self.stream.owns
+        # The whole batch, as polled, when we still own it all: it may carry its frame.
+        owned = batch if all(map(owns, batch)) else [record for record in batch if owns(record)]
         if not owned:
             return None
         try:

@@ -6,6 +6,7 @@ from collections.abc import Callable, Sequence
 
 import pytest
 
+from pipeline.domain.chunks import RecordBatch, records_frame
 from pipeline.domain.errors import BrokerMisconfigured, BrokerUnavailable, StoreMisconfigured
 from pipeline.domain.model import Outcome, RawRecord, SourcePosition, Stage
 from pipeline.service_layer.categorise import CategoriseRecords, UseCaseOptions
@@ -184,6 +185,35 @@ def test_records_of_a_partition_revoked_during_an_outage_are_dropped() -> None:
     assert stream.committed == {0: 3}
     assert total.read == 3
     assert ("batch_done", 3) in observer.events
+
+
+class FramingRecordStream(FakeRecordStream):
+    """Hands over each batch with its frame, as the Kafka consumer does for canonical events."""
+
+    def poll(self, max_records: int, timeout_s: float) -> list[RawRecord]:
+        batch = super().poll(max_records, timeout_s)
+        return RecordBatch(batch, records_frame(batch)) if batch else batch
+
+
+def test_a_framed_batch_reaches_the_use_case_whole_and_a_revoked_part_is_reframed() -> None:
+    stream = FramingRecordStream(partitions({0: 3, 1: 2}))
+    store = InMemoryStore()
+    categoriser = FakeCategoriser(fail_first=2)
+    stream.on_idle = lambda n: stream.revoke(1) if n == 1 else None
+    seen: list[Sequence[RawRecord]] = []
+    process = use_case(store, categoriser)
+
+    def recording(records: Sequence[RawRecord]) -> Outcome:
+        seen.append(records)
+        return process(records)
+
+    processor(stream, recording).run()
+
+    first, *retried = seen
+    assert isinstance(first, RecordBatch) and len(first) == 5  # the batch as polled
+    assert [type(r) for r in retried] == [list, list]  # partition 1 gone: framed again
+    assert stored_sources(store) == {"p0-o0", "p0-o1", "p0-o2"}
+    assert stream.committed == {0: 3}
 
 
 def test_batch_whose_partitions_were_all_revoked_is_dropped_without_report() -> None:
