@@ -5,13 +5,17 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 from uuid import uuid4
 
 import orjson
+import polars as pl
 import pytest
 from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
+from polars.testing import assert_frame_equal
 
+from pipeline.adapters.event_files import file_events
 from pipeline.adapters.kafka.consumer import REDRIVE_HEADER, KafkaRecordStream, to_record
 from pipeline.adapters.kafka.producer import (
     KafkaDeadLetterQueue,
@@ -20,6 +24,7 @@ from pipeline.adapters.kafka.producer import (
     make_producer,
 )
 from pipeline.config import KafkaSettings
+from pipeline.domain.chunks import RecordBatch, chunk_of_records, records_frame
 from pipeline.domain.model import (
     ParkedRecord,
     RawRecord,
@@ -447,3 +452,56 @@ def wait_for(
         assert time.monotonic() < deadline, "rebalance did not happen in time"
         for stream in polling:
             assert stream.poll(10, 0.2) == []
+
+
+def test_the_producers_events_are_polled_as_one_batch_parsed_together(
+    kafka: KafkaSettings,
+    stream_factory: Callable[[KafkaSettings], KafkaRecordStream],
+    tmp_path: Path,
+) -> None:
+    csv = tmp_path / "t.csv"
+    rows = [
+        f'{i};"Carte n°{i} ""EDF""";-{i},50;2023-11-28 06:35:12;EDF;card;debit' for i in range(20)
+    ]
+    csv.write_text(
+        "id;description;amount;timestamp;merchant;operation_type;side\n" + "\n".join(rows)
+    )
+    events = list(file_events(csv))
+    produce(kafka.bootstrap_servers, kafka.topic, [(k.encode(), v, None) for k, v in events if k])
+    stream = stream_factory(kafka)
+
+    batches = poll_batches(stream, len(events))
+
+    assert all(isinstance(batch, RecordBatch) for batch in batches)
+    records = [record for batch in batches for record in batch]
+    messages = read_all(kafka.bootstrap_servers, kafka.topic, len(events))
+    alone = [to_record(message) for message in messages]
+    assert [r._replace(fields=dict(r.fields or {})) for r in records] == alone
+    frames = pl.concat([chunk_of_records(batch).frame for batch in batches])
+    assert_frame_equal(frames, records_frame(alone))
+
+
+def test_a_batch_with_an_undecodable_event_is_decoded_one_by_one(
+    kafka: KafkaSettings, stream_factory: Callable[[KafkaSettings], KafkaRecordStream]
+) -> None:
+    good = [orjson.dumps({"id": f"u-{i}", "description": "d"}) for i in range(5)]
+    values = [*good[:2], b"{not json", *good[2:]]
+    produce(kafka.bootstrap_servers, kafka.topic, [(None, v, None) for v in values])
+    stream = stream_factory(kafka)
+
+    records = poll_until(stream, len(values))
+
+    assert [r.parse_reason for r in records if r.fields is None] == [Reason.UNDECODABLE]
+    assert [r.fields["id"] for r in records if r.fields is not None] == [f"u-{i}" for i in range(5)]
+
+
+def poll_batches(
+    stream: KafkaRecordStream, count: int, timeout: float = 30
+) -> list[list[RawRecord]]:
+    batches: list[list[RawRecord]] = []
+    deadline = time.monotonic() + timeout
+    while sum(map(len, batches)) < count and time.monotonic() < deadline:
+        if batch := stream.poll(100, 0.5):
+            batches.append(batch)
+    assert sum(map(len, batches)) == count
+    return batches

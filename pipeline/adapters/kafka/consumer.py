@@ -10,8 +10,10 @@ from typing import Any
 import orjson
 from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
 
+from pipeline.adapters.kafka.batch_decode import JsonFields, events_frame
 from pipeline.adapters.kafka.common import client_config, translate
 from pipeline.config import KafkaSettings
+from pipeline.domain.chunks import RecordBatch
 from pipeline.domain.model import RawRecord, Reason, SourcePosition
 
 logger = logging.getLogger(__name__)
@@ -67,7 +69,7 @@ class KafkaRecordStream:
                 messages = self.consumer.consume(max_records, timeout_s)
         except KafkaException as exc:
             raise translate(exc, "consume") from exc
-        records = []
+        consumed = []
         for message in messages:
             error = message.error()
             if error is not None:
@@ -75,8 +77,8 @@ class KafkaRecordStream:
                     "consume error on %s[%s]: %s", message.topic(), message.partition(), error
                 )
                 continue
-            records.append(to_record(message))
-        return records
+            consumed.append(message)
+        return to_records(consumed)
 
     def commit(self, records: Sequence[RawRecord]) -> None:
         """Commit, per partition, the offset after the highest one in `records`."""
@@ -159,11 +161,22 @@ class KafkaRecordStream:
         logger.info("revoked partitions %s", sorted(tp.partition for tp in partitions))
 
 
-def to_record(message: Message) -> RawRecord:
+def to_records(messages: list[Message]) -> list[RawRecord]:
+    """A consumed batch as raw records: parsed together when every event is in the
+    producer's canonical form (a RecordBatch with their frame), else one by one."""
+    frame = events_frame([message.value() for message in messages])
+    if frame is None:
+        return [to_record(message) for message in messages]
+    return RecordBatch((to_record(message, parsed=True) for message in messages), frame)
+
+
+def to_record(message: Message, parsed: bool = False) -> RawRecord:
     """A Kafka message as a raw record: JSON object fields, or a parse error saying why not.
 
-    Called for every consumed message: positional arguments and no header dict unless the
-    message has headers (NamedTuple keywords and partials cost more than the JSON parse).
+    `parsed`: the batch was parsed together and this event is a canonical JSON object, so its
+    fields are decoded only if asked for (a rejected event's dead letter). Called for every
+    consumed message: positional arguments and no header dict unless the message has headers
+    (NamedTuple keywords and partials cost more than the JSON parse).
     """
     position = SourcePosition(message.topic() or "", None, message.partition(), message.offset())
     value = message.value()
@@ -179,6 +192,10 @@ def to_record(message: Message) -> RawRecord:
     if not value:
         return rejected("", "empty message body", Reason.EMPTY_MESSAGE)
     raw = value.decode("utf-8", "surrogateescape")
+    if parsed:
+        return RawRecord(
+            position, raw, JsonFields(value), None, Reason.MALFORMED_ROW, key, replays, event_time
+        )
     try:
         fields = orjson.loads(value)
     except orjson.JSONDecodeError as exc:
