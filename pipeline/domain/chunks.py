@@ -72,11 +72,12 @@ def chunk_of_records(records: Iterable[RawRecord]) -> RawChunk:
 
 
 def records_frame(records: Sequence[RawRecord]) -> pl.DataFrame:
-    """The raw frame of `records`: their fields parsed together, one column at a time.
+    """The raw frame of records already decoded one by one, built one column at a time.
 
     The one per-record step is reading each field's Python value into text (an event's values
     may be numbers, objects or lists: no column form for that); a field that is text in every
-    record (the usual case) takes a shorter way.
+    record takes a shorter way. A source that parses a batch together hands over a
+    RecordBatch with its frame instead (the Kafka consumer, for canonical events).
     """
     parsed = [record.fields for record in records]
     columns: dict[str, list[str | None]] = {}
