@@ -10,6 +10,7 @@ no column form, and it is what decides that a timestamp is not ISO 8601.
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Literal
 from zoneinfo import ZoneInfo
 
 import polars as pl
@@ -18,6 +19,7 @@ EARLIEST = datetime(1900, 1, 1, tzinfo=UTC)
 LATEST = datetime(2200, 1, 1, tzinfo=UTC)
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _ONE_MICROSECOND = datetime(1970, 1, 1, 0, 0, 0, 1, tzinfo=UTC) - _EPOCH
+_YEAR_2100_US = (datetime(2100, 1, 1, tzinfo=UTC) - _EPOCH) // _ONE_MICROSECOND
 _PLAIN_LENGTH = len("2024-01-31 10:00:00")
 PLAIN = r"\A[0-9]{4}-[0-9]{2}-[0-9]{2}[T ][0-9]{2}:[0-9]{2}:[0-9]{2}\z"
 COMMON = (
@@ -26,10 +28,21 @@ COMMON = (
 )
 
 
-def plain_spelling(stamp: str | None) -> bool:
-    """Whether a timestamp has the plain spelling's length (to the second, naive): how the
-    rest of its chunk is likely spelled, which only picks `parse_timestamps`' cheaper plan."""
-    return stamp is None or len(stamp.strip()) == _PLAIN_LENGTH
+Plan = Literal["plain_first", "all_at_once", "row_by_row"]
+# Under this many rows of variants, Python's parser row by row costs less than planning
+# polars' tiers in one query (~2-3 ms whatever the size): a small stream batch.
+ROW_BY_ROW_BELOW = 1000
+
+
+def timestamp_plan(stamps: pl.Series) -> Plan:
+    """The cheapest plan for a chunk's timestamps, from how its first one is spelled; it
+    never changes the result. To the second and naive (a file): the plain tier first, cheap
+    at any size. Anything else (events stamped with a fraction and an offset): every tier in
+    one query, or row by row for a small chunk."""
+    first = stamps[0] if stamps.len() else None
+    if first is None or len(first.strip()) == _PLAIN_LENGTH:
+        return "plain_first"
+    return "row_by_row" if stamps.len() < ROW_BY_ROW_BELOW else "all_at_once"
 
 
 def micros(moment: datetime) -> int:
@@ -38,23 +51,25 @@ def micros(moment: datetime) -> int:
 
 
 def parse_timestamps(
-    frame: pl.DataFrame | pl.LazyFrame, zone: str, *, plain_expected: bool = True
+    frame: pl.DataFrame | pl.LazyFrame, zone: str, *, plan: Plan = "plain_first"
 ) -> pl.DataFrame:
     """Add `occurred_at_us` (UTC microseconds, null when not ISO 8601) and `utc_offset_s` (the
     offset the text gave or the zone had) from the stripped `timestamp_text`.
 
-    `plain_expected` only chooses the cheaper plan, never the result: when the plain spelling
-    is expected (a CSV file), the variants are parsed afterwards for the few rows that need
-    them; when it is not (events stamped with a fraction and an offset), every tier is
-    computed in the same query as the plain one, which saves a small batch two queries and a
-    join.
+    `plan` only chooses how, never the result (see `timestamp_plan`): `plain_first` parses
+    the plain spelling and then the variants for the few rows that need them; `all_at_once`
+    computes every tier in the same query, which saves a batch of variants two queries and a
+    join; `row_by_row` asks `datetime.fromisoformat` for every row, which a small batch does
+    faster than polars can plan the tiers.
     """
+    if plan == "row_by_row":
+        return _row_by_row(frame.lazy().collect(), ZoneInfo(zone))
     stamp = pl.col("timestamp_text")
     local = _local_us(stamp)
     plain = stamp.str.contains(PLAIN) & (stamp.str.slice(17, 2) != "60")
     naive = _naive_in(local, zone)
     offset_s = _offset_s(local, naive)
-    if plain_expected:
+    if plan == "plain_first":
         parsed = frame.lazy().with_columns(
             occurred_at_us=pl.when(plain).then(naive),
             utc_offset_s=pl.when(plain).then(offset_s),
@@ -153,13 +168,15 @@ def _common_parts(frame: pl.LazyFrame, zone: str) -> pl.LazyFrame:
 
 
 def _naive_in(local_us: pl.Expr, zone: str) -> pl.Expr:
-    """Naive local time in `zone` as UTC microseconds; null in a DST gap (Python decides)."""
+    """Naive local time in `zone` as UTC microseconds; null where Python decides: in a DST
+    gap, and from 2100 on, where polars' time zone data has no daylight saving time any more
+    while Python's zoneinfo goes on applying the zone's rule (an hour apart in summer)."""
     if zone == "UTC":
         return local_us
     moment = local_us.cast(pl.Datetime("us")).dt.replace_time_zone(
         zone, ambiguous="earliest", non_existent="null"
     )
-    return moment.dt.epoch("us")
+    return pl.when(local_us < _YEAR_2100_US).then(moment.dt.epoch("us"))
 
 
 def _iso_fallback(frame: pl.DataFrame, zone: ZoneInfo) -> pl.DataFrame:
@@ -177,6 +194,15 @@ def _iso_fallback(frame: pl.DataFrame, zone: ZoneInfo) -> pl.DataFrame:
         }
     )
     return frame.update(fixed, on="row")
+
+
+def _row_by_row(frame: pl.DataFrame, zone: ZoneInfo) -> pl.DataFrame:
+    stamps = frame["timestamp_text"]
+    parsed = [_iso_micros(stamp, zone) if stamp else (None, None) for stamp in stamps]
+    return frame.with_columns(
+        pl.Series("occurred_at_us", [p[0] for p in parsed], dtype=pl.Int64),
+        pl.Series("utc_offset_s", [p[1] for p in parsed], dtype=pl.Int32),
+    )
 
 
 def _iso_micros(stamp: str, zone: ZoneInfo) -> tuple[int | None, int | None]:

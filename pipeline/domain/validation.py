@@ -26,7 +26,7 @@ from pipeline.domain.timestamps import (
     LATEST,
     micros,
     parse_timestamps,
-    plain_spelling,
+    timestamp_plan,
 )
 
 REQUIRED_FIELDS = ("id", "description", "amount", "timestamp", "operation_type", "side")
@@ -273,8 +273,7 @@ class Validator:
             .with_columns(self._stripped)
             .with_columns(amount_cents=amount_cents(text("amount")))
         )
-        first = raw["timestamp"][0] if raw.height else None
-        return parse_timestamps(frame, self._zone, plain_expected=plain_spelling(first))
+        return parse_timestamps(frame, self._zone, plan=timestamp_plan(raw["timestamp"]))
 
     def check(self, raw: pl.DataFrame) -> Checked:
         """Validate every row of a raw chunk (see `pipeline.domain.chunks`) at once.

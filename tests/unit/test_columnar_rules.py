@@ -3,10 +3,12 @@ the same rows valid, the same reason for each reject, the same transaction for e
 
 from __future__ import annotations
 
-from datetime import UTC
+from datetime import UTC, datetime
 from decimal import Decimal
+from zoneinfo import ZoneInfo
 
 import polars as pl
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -16,7 +18,7 @@ from pipeline.domain.fingerprints import content_sha256
 from pipeline.domain.frames import transactions
 from pipeline.domain.ids import transaction_keys, transaction_uuid
 from pipeline.domain.model import RawRecord, SourcePosition, content_fingerprint
-from pipeline.domain.timestamps import parse_timestamps
+from pipeline.domain.timestamps import Plan, micros, parse_timestamps
 from pipeline.domain.validation import ValidationRules, Validator
 from tests.oracle import RowOracle
 
@@ -125,16 +127,19 @@ def test_the_columnar_rules_agree_with_the_row_by_row_oracle(
 def test_both_timestamp_plans_give_the_same_columns(
     stamps: list[str], rules: ValidationRules
 ) -> None:
-    """The plan chosen from a chunk's first timestamp (plain tier first and the variants
-    after, or every tier in one query) never changes what is parsed."""
+    """The plan chosen for a chunk (plain tier first and the variants after, every tier in
+    one query, or Python's parser row by row) never changes what is parsed."""
     frame = pl.DataFrame(
         {"row": range(len(stamps)), "timestamp_text": stamps},
         schema={"row": pl.UInt32, "timestamp_text": pl.String},
     )
     zone = rules.default_timezone
-    plain_first = parse_timestamps(frame, zone, plain_expected=True)
-    all_at_once = parse_timestamps(frame, zone, plain_expected=False)
+    plain_first = parse_timestamps(frame, zone, plan="plain_first")
+    all_at_once = parse_timestamps(frame, zone, plan="all_at_once")
+    row_by_row = parse_timestamps(frame, zone, plan="row_by_row")
     assert all_at_once.equals(plain_first), (stamps, plain_first, all_at_once)
+    assert row_by_row.equals(plain_first), (stamps, plain_first, row_by_row)
+    assert row_by_row.schema == plain_first.schema
     assert all_at_once.columns == [*frame.columns, "occurred_at_us", "utc_offset_s"]
 
 
@@ -153,3 +158,16 @@ def test_transaction_keys_equal_transaction_uuid(ids: list[str]) -> None:
     stripped = [text.strip() for text in ids]
     keys = transaction_keys(pl.Series(stripped, dtype=pl.String)).to_list()
     assert keys == [transaction_uuid(text).hex for text in stripped]
+
+
+@pytest.mark.parametrize("plan", ["plain_first", "all_at_once", "row_by_row"])
+def test_a_naive_summer_time_from_2100_on_keeps_the_zones_daylight_saving_time(plan: Plan) -> None:
+    """polars' time zone data stops daylight saving time in 2100; Python's zoneinfo goes on
+    applying the zone's rule, and every plan must say what Python says."""
+    stamps = ["2099-07-01 12:00:00", "2100-07-01 12:00:00", "2150-01-01 12:00:00"]
+    frame = pl.DataFrame({"row": [0, 1, 2], "timestamp_text": stamps})
+    parsed = parse_timestamps(frame, "Europe/Paris", plan=plan)
+    paris = ZoneInfo("Europe/Paris")
+    expected = [datetime.fromisoformat(s).replace(tzinfo=paris) for s in stamps]
+    assert parsed["utc_offset_s"].to_list() == [7200, 7200, 3600]
+    assert parsed["occurred_at_us"].to_list() == [micros(moment) for moment in expected]
