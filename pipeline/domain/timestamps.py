@@ -185,24 +185,21 @@ def _iso_fallback(frame: pl.DataFrame, zone: ZoneInfo) -> pl.DataFrame:
     todo = frame.filter(pl.col("occurred_at_us").is_null() & (pl.col("timestamp_text") != ""))
     if todo.is_empty():
         return frame
-    parsed = [_iso_micros(stamp, zone) for stamp in todo["timestamp_text"].to_list()]
-    fixed = pl.DataFrame(
-        {
-            "row": todo["row"],
-            "occurred_at_us": pl.Series([p[0] for p in parsed], dtype=pl.Int64),
-            "utc_offset_s": pl.Series([p[1] for p in parsed], dtype=pl.Int32),
-        }
-    )
+    fixed = pl.DataFrame([todo["row"], *_parsed_by_python(todo["timestamp_text"], zone)])
     return frame.update(fixed, on="row")
 
 
 def _row_by_row(frame: pl.DataFrame, zone: ZoneInfo) -> pl.DataFrame:
-    stamps = frame["timestamp_text"]
-    parsed = [_iso_micros(stamp, zone) if stamp else (None, None) for stamp in stamps]
-    return frame.with_columns(
+    return frame.with_columns(_parsed_by_python(frame["timestamp_text"], zone))
+
+
+def _parsed_by_python(stamps: pl.Series, zone: ZoneInfo) -> list[pl.Series]:
+    """`occurred_at_us` and `utc_offset_s` of each stamp, from `datetime.fromisoformat`."""
+    parsed = [_iso_micros(s, zone) if s else (None, None) for s in stamps.to_list()]
+    return [
         pl.Series("occurred_at_us", [p[0] for p in parsed], dtype=pl.Int64),
         pl.Series("utc_offset_s", [p[1] for p in parsed], dtype=pl.Int32),
-    )
+    ]
 
 
 def _iso_micros(stamp: str, zone: ZoneInfo) -> tuple[int | None, int | None]:
