@@ -3,6 +3,7 @@ the same rows valid, the same reason for each reject, the same transaction for e
 
 from __future__ import annotations
 
+import sys
 from datetime import UTC, datetime
 from decimal import Decimal
 from zoneinfo import ZoneInfo
@@ -19,7 +20,7 @@ from pipeline.domain.frames import transactions
 from pipeline.domain.ids import transaction_keys, transaction_uuid
 from pipeline.domain.model import RawRecord, SourcePosition, content_fingerprint
 from pipeline.domain.timestamps import Plan, micros, parse_timestamps
-from pipeline.domain.validation import ValidationRules, Validator
+from pipeline.domain.validation import PY_WHITESPACE, ValidationRules, Validator
 from tests.oracle import RowOracle
 
 SPACES = " \t\x1c\x1f\x85\xa0\u3000"
@@ -171,3 +172,9 @@ def test_a_naive_summer_time_from_2100_on_keeps_the_zones_daylight_saving_time(p
     expected = [datetime.fromisoformat(s).replace(tzinfo=paris) for s in stamps]
     assert parsed["utc_offset_s"].to_list() == [7200, 7200, 3600]
     assert parsed["occurred_at_us"].to_list() == [micros(moment) for moment in expected]
+
+
+def test_the_stripped_whitespace_is_every_code_point_python_strips() -> None:
+    """PY_WHITESPACE scans code points up to U+3000 only: none past it may be whitespace."""
+    every = "".join(chr(c) for c in range(sys.maxunicode + 1) if chr(c).isspace())
+    assert every == PY_WHITESPACE
