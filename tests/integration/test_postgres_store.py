@@ -427,6 +427,34 @@ def test_store_unavailable_while_the_server_is_down_then_recovers(postgres_datad
         server.stop()
 
 
+def test_a_fresh_server_gets_the_pipeline_settings_and_keeps_an_operators(
+    postgres_datadir: Path,
+) -> None:
+    def shown(server: embedded_pg.EmbeddedPostgres) -> dict[str, str]:
+        engine = sa.create_engine(server.url, isolation_level="AUTOCOMMIT")
+        try:
+            with engine.connect() as conn:
+                return {name: conn.execute(sa.text(f"SHOW {name}")).scalar_one() for name in keys}
+        finally:
+            engine.dispose()
+
+    keys = embedded_pg.SERVER_SETTINGS.keys()
+    server = embedded_pg.start(postgres_datadir)
+    try:
+        assert shown(server) == embedded_pg.SERVER_SETTINGS
+        engine = sa.create_engine(server.url, isolation_level="AUTOCOMMIT")
+        with engine.connect() as conn:
+            conn.execute(sa.text("ALTER SYSTEM SET shared_buffers = '256MB'"))
+        engine.dispose()
+    finally:
+        server.stop()
+    server = embedded_pg.start(postgres_datadir)
+    try:
+        assert shown(server)["shared_buffers"] == "256MB"
+    finally:
+        server.stop()
+
+
 def test_integrity_errors_are_the_rows_not_an_outage(postgres_engine: sa.Engine) -> None:
     insert = sa.text(
         "INSERT INTO transactions (id, source_id, description, amount, occurred_at, "

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 import yaml
 
+from pipeline.adapters.postgres.embedded import SERVER_SETTINGS
 from tests.support.compose_model import COMPOSE, ENV_EXAMPLE, ROOT, environment, run_check
 
 Services = dict[str, dict[str, Any]]
@@ -130,6 +131,14 @@ def test_postgres_is_healthy_only_once_it_listens_on_tcp(services: Services) -> 
 
     assert test[:2] == ["CMD", "pg_isready"]
     assert test[test.index("-h") + 1] == "127.0.0.1"
+
+
+def test_postgres_runs_with_the_embedded_servers_settings(services: Services) -> None:
+    command = services["postgres"]["command"]
+    assert command[0] == "postgres"
+    assert set(command[1::2]) == {"-c"}
+    settings = dict(setting.split("=", 1) for setting in command[2::2])
+    assert settings == SERVER_SETTINGS
 
 
 def test_kafka_is_healthy_when_its_client_listener_answers(services: Services) -> None:
