@@ -434,11 +434,13 @@ def test_a_fresh_server_gets_the_pipeline_settings_and_keeps_an_operators(
         engine = sa.create_engine(server.url, isolation_level="AUTOCOMMIT")
         try:
             with engine.connect() as conn:
-                return {name: conn.execute(sa.text(f"SHOW {name}")).scalar_one() for name in keys}
+                return {
+                    name: conn.execute(sa.text(f"SHOW {name}")).scalar_one()
+                    for name in embedded_pg.SERVER_SETTINGS
+                }
         finally:
             engine.dispose()
 
-    keys = embedded_pg.SERVER_SETTINGS.keys()
     server = embedded_pg.start(postgres_datadir)
     try:
         assert shown(server) == embedded_pg.SERVER_SETTINGS

@@ -36,8 +36,8 @@ _STOP_TIMEOUT_S = 30.0
 # Server settings for the pipeline's write load, set once on a fresh data directory (an
 # operator's later ALTER SYSTEM is kept); docker-compose.yml starts its server with the same.
 # shared_buffers holds the primary-key index of `transactions` (~40 bytes a row: ~400 MB at 10M
-# rows): at the default 128 MB, a 10M-row batch cost PostgreSQL 22 µs of CPU per row against
-# 15 µs with 1 GB (NOTES.md, "Gains"). Shared memory is only resident as far as it is used.
+# rows): at the default 128 MB, a 10M-row batch cost PostgreSQL 19-20 µs of CPU per row against
+# 14 µs with 1 GB (NOTES.md, "Gains"). Shared memory is only resident as far as it is used.
 SERVER_SETTINGS = {"shared_buffers": "1GB"}
 
 
