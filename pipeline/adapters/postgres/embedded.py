@@ -143,8 +143,10 @@ def _get_server(datadir: Path, cleanup_mode: str | None) -> PostgresServer:
     began = time.perf_counter()
     fresh = not (datadir / "PG_VERSION").exists()
     server = get_server(datadir, cleanup_mode=cleanup_mode)
-    if fresh and _configure(server):
-        # Settings read at start only: release this handle, stop the server, start it again.
+    if fresh and SERVER_SETTINGS:
+        _configure(server)
+        # Some settings are read at start only: release this handle, stop the server and start
+        # it again (asking pg_settings whether a restart is pending races with the reload).
         server.cleanup()
         atexit.unregister(server._cleanup)
         down(datadir)
@@ -158,16 +160,13 @@ def _get_server(datadir: Path, cleanup_mode: str | None) -> PostgresServer:
     return server
 
 
-def _configure(server: PostgresServer) -> bool:
-    """Write SERVER_SETTINGS with ALTER SYSTEM; whether one waits for a restart."""
+def _configure(server: PostgresServer) -> None:
+    """Write SERVER_SETTINGS with ALTER SYSTEM (read at the server's next start)."""
     engine = sa.create_engine(sqlalchemy_url(server.get_uri()), isolation_level="AUTOCOMMIT")
     try:
         with engine.connect() as conn:
             for name, value in SERVER_SETTINGS.items():
                 conn.execute(sa.text(f"ALTER SYSTEM SET {name} = '{value}'"))
-            conn.execute(sa.text("SELECT pg_reload_conf()"))
-            pending = "SELECT count(*) FROM pg_settings WHERE pending_restart"
-            return bool(conn.execute(sa.text(pending)).scalar())
     finally:
         engine.dispose()
 
