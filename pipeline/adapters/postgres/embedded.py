@@ -13,6 +13,8 @@ import logging
 import signal
 import time
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -110,26 +112,30 @@ def down(datadir: Path) -> bool:
 
 def create_database(url: str, name: str, template: str | None = None) -> str:
     """Create database `name` on the server of `url` and return its SQLAlchemy URL."""
-    engine = sa.create_engine(sqlalchemy_url(url), isolation_level="AUTOCOMMIT")
-    quote = engine.dialect.identifier_preparer.quote
-    statement = f"CREATE DATABASE {quote(name)}"
-    if template is not None:
-        statement += f" TEMPLATE {quote(template)}"
-    try:
-        with engine.connect() as conn:
-            conn.execute(sa.text(statement))
-    finally:
-        engine.dispose()
+    with _autocommit(url) as conn:
+        quote = conn.dialect.identifier_preparer.quote
+        statement = f"CREATE DATABASE {quote(name)}"
+        if template is not None:
+            statement += f" TEMPLATE {quote(template)}"
+        conn.execute(sa.text(statement))
     return sa.make_url(sqlalchemy_url(url)).set(database=name).render_as_string(False)
 
 
 def drop_database(url: str, name: str) -> None:
     """Drop database `name` on the server of `url`, closing its connections first."""
+    with _autocommit(url) as conn:
+        quote = conn.dialect.identifier_preparer.quote
+        conn.execute(sa.text(f"DROP DATABASE IF EXISTS {quote(name)} WITH (FORCE)"))
+
+
+@contextmanager
+def _autocommit(url: str) -> Iterator[sa.Connection]:
+    """One connection to the server of `url`, outside any transaction (CREATE DATABASE, ALTER
+    SYSTEM…), its engine disposed afterwards."""
     engine = sa.create_engine(sqlalchemy_url(url), isolation_level="AUTOCOMMIT")
-    quote = engine.dialect.identifier_preparer.quote
     try:
         with engine.connect() as conn:
-            conn.execute(sa.text(f"DROP DATABASE IF EXISTS {quote(name)} WITH (FORCE)"))
+            yield conn
     finally:
         engine.dispose()
 
@@ -162,13 +168,9 @@ def _get_server(datadir: Path, cleanup_mode: str | None) -> PostgresServer:
 
 def _configure(server: PostgresServer) -> None:
     """Write SERVER_SETTINGS with ALTER SYSTEM (read at the server's next start)."""
-    engine = sa.create_engine(sqlalchemy_url(server.get_uri()), isolation_level="AUTOCOMMIT")
-    try:
-        with engine.connect() as conn:
-            for name, value in SERVER_SETTINGS.items():
-                conn.execute(sa.text(f"ALTER SYSTEM SET {name} = '{value}'"))
-    finally:
-        engine.dispose()
+    with _autocommit(server.get_uri()) as conn:
+        for name, value in SERVER_SETTINGS.items():
+            conn.execute(sa.text(f"ALTER SYSTEM SET {name} = '{value}'"))
 
 
 def _running_postmaster(datadir: Path) -> PostmasterInfo | None:
