@@ -102,6 +102,7 @@ class InMemoryStore:
         self.dead_letters: dict[tuple[str, str, str], Rejection] = {}
         self.resolved: set[UUID] = set()
         self.saves = 0
+        self.inserts = 0  # insert_new calls, whether they wrote or not
         self.refuse_text = refuse_text
         self.refuse_all = refuse_all
 
@@ -132,6 +133,14 @@ class InMemoryStore:
             if r.transaction_id in self.categorisations
             and r.reason not in (Reason.DUPLICATE_ID, Reason.CONFLICTING_DUPLICATE)
         )
+
+    def insert_new(self, rows: pl.DataFrame) -> bool:
+        self.inserts += 1
+        if any(UUID(i) in self.transactions for i in rows["id"].to_list()):
+            return False
+        if rows.height:
+            self.upsert(rows)
+        return True
 
     def send(self, rejections: Iterable[Rejection]) -> None:
         for rejection in rejections:

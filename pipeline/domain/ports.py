@@ -84,6 +84,11 @@ class TransactionStore(Protocol):
         `category`, `model_version`) in one database transaction (idempotent)."""
         ...
 
+    def insert_new(self, rows: pl.DataFrame) -> bool:
+        """Insert categorised transactions (as `upsert`) in one database transaction if none
+        of their ids is stored; False, with nothing written, if one is."""
+        ...
+
 
 class DeadLetterSink(Protocol):
     """Where records that cannot be categorised are parked with their reason."""

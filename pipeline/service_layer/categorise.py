@@ -60,6 +60,9 @@ class PreparedChunk:
     outcome: Outcome = field(default_factory=Outcome)
     refusals: Refusals = field(default_factory=list)
     todo: pl.DataFrame = field(default_factory=pl.DataFrame)
+    # False: the ids were not looked up before the model (see CategoriseRecords); the rows
+    # are then inserted only if none is stored, and looked up when one is.
+    looked_up: bool = True
 
 
 class CategoriseRecords:
@@ -72,6 +75,14 @@ class CategoriseRecords:
     systemic and raised, and nothing of the chunk is dead-lettered for it. One instance spans
     one run: with `reject_duplicate_ids` and chunks that do not know their repeats (no file
     plan), it remembers the ids met across the chunks.
+
+    Stored ids are looked up before the model while chunks meet them: on the first chunk of a
+    run and after any chunk that met one (a rerun or a resumed file skips the model and the
+    write for them). Once a chunk meets none, the next ones skip the look-up, which would find
+    nothing and costs the database about as much as writing the row: their rows are inserted
+    only if none of their ids is stored, and when one is, the chunk is looked up then and
+    treated exactly as if it had been looked up first. A re-seen id gets the same verdict
+    either way; only the model may have been asked for it once more.
     """
 
     def __init__(
@@ -88,6 +99,7 @@ class CategoriseRecords:
         self.validator = validator or Validator()
         self.options = options or UseCaseOptions()
         self.repeated_ids = RepeatedIds()
+        self._look_up_first = True  # until a chunk meets no stored id
 
     def __call__(self, records: Iterable[RawRecord] | RawChunk) -> Outcome:
         """Process one chunk; transient errors propagate and nothing of the chunk is lost."""
@@ -114,11 +126,9 @@ class CategoriseRecords:
             valid = self._drop_repeats(prepared, checked.rejected, valid)
         else:
             valid = self._reseen(prepared, valid)
-        stored = self.store.stored(valid["id"]) if valid.height else _NOTHING_STORED
-        if stored.height:  # usually none: a fresh file skips both joins
-            known = valid.join(stored, on="id", how="inner", suffix="_stored")
-            valid = valid.join(stored, on="id", how="anti")
-            self._compare(prepared, known)
+        prepared.looked_up = self._look_up_first
+        if prepared.looked_up:
+            valid = self._without_stored(prepared, valid)
         prepared.todo = valid
         outcome.valid = valid.height + outcome.already_stored
         prepared.refusals.sort(key=lambda refusal: refusal[0])
@@ -133,13 +143,17 @@ class CategoriseRecords:
         category, and the rows the model refused are added to the refusals."""
         limit = self.options.deadline_s
         deadline = None if limit is None else time.monotonic() + limit
-        prepared.todo, refused = self._categorise_all(prepared.todo, deadline)
+        sent = prepared.todo
+        prepared.todo, refused = self._categorise_all(sent, deadline)
+        if refused and not prepared.looked_up:  # a stored id's verdict comes before the model's
+            unknown = self._without_stored(prepared, sent.join(_rows(refused), on="row"))
+            refused = [refusal for refusal in refused if refusal[0] in set(unknown["row"])]
         prepared.refusals += refused
         return prepared
 
     def save(self, prepared: PreparedChunk) -> Outcome:
         """Store a categorised chunk and dead-letter its refusals; its outcome."""
-        saved, refused_by_store = self._save_isolating(prepared.todo)
+        saved, refused_by_store = self._store(prepared)
         refusals = prepared.refusals + refused_by_store
         rejections = [self._rejection(prepared.chunk, *refusal) for refusal in refusals]
         if rejections:
@@ -162,6 +176,31 @@ class CategoriseRecords:
         outcome = Outcome(read=1)
         outcome.rejected[Reason.UNEXPECTED_ERROR] = 1
         return outcome
+
+    def _store(self, prepared: PreparedChunk) -> tuple[pl.DataFrame, Refusals]:
+        """The rows stored and the rows the database refused. Rows not looked up are inserted
+        only if none is stored; else (or if the database refuses one) they are looked up now."""
+        todo = prepared.todo
+        if not prepared.looked_up:
+            try:
+                if not todo.height or self.store.insert_new(todo):
+                    return todo, []
+            except StoreRejected:
+                pass  # a row the database refuses: isolated below, after the look-up
+            todo = self._without_stored(prepared, todo)
+        return self._save_isolating(todo)
+
+    def _without_stored(self, prepared: PreparedChunk, rows: pl.DataFrame) -> pl.DataFrame:
+        """`rows` without those whose id is stored, which get the re-seen-id verdict."""
+        stored = self.store.stored(rows["id"]) if rows.height else _NOTHING_STORED
+        self._look_up_first = stored.height > 0
+        if not stored.height:  # usually none: a fresh file skips both joins
+            return rows
+        known = rows.join(stored, on="id", how="inner", suffix="_stored")
+        conflicting = self._compare(prepared, known)
+        if not prepared.looked_up:  # counted valid when prepared: a conflict is not
+            prepared.outcome.valid -= conflicting
+        return rows.join(stored, on="id", how="anti")
 
     def _drop_repeats(
         self, prepared: PreparedChunk, rejected: pl.DataFrame, valid: pl.DataFrame
@@ -190,19 +229,22 @@ class CategoriseRecords:
         self._compare(prepared, later)
         return valid.join(later.select("row"), on="row", how="anti")
 
-    def _compare(self, prepared: PreparedChunk, known: pl.DataFrame) -> None:
+    def _compare(self, prepared: PreparedChunk, known: pl.DataFrame) -> int:
         """Rows whose id is known (stored, or met earlier): the same content is a no-op
-        (`already_stored`), other content a `conflicting_duplicate` (the known one stays)."""
+        (`already_stored`), other content a `conflicting_duplicate` (the known one stays).
+        Returns how many conflict."""
         if not known.height:
-            return
+            return 0
         same = known["content_sha256_stored"].is_null() | (
             known["content_sha256_stored"] == known["content_sha256"]
         )
         prepared.outcome.already_stored += int(same.sum())
-        for row, source_id in known.filter(~same).select("row", "source_id").iter_rows():
+        conflicting = known.filter(~same).select("row", "source_id")
+        for row, source_id in conflicting.iter_rows():
             detail = f"id {source_id!r} is already stored with other content"
             refusal = (row, Reason.CONFLICTING_DUPLICATE, detail, Stage.VALIDATE, "")
             prepared.refusals.append(refusal)
+        return conflicting.height
 
     def _categorise_all(
         self, todo: pl.DataFrame, deadline: float | None
@@ -283,6 +325,12 @@ class CategoriseRecords:
 
 PREPARED_PREFIX = "prepared_"  # columns a categoriser adds in `prepare`, dropped after it
 _NOTHING_STORED = pl.DataFrame(schema={"id": pl.String, "content_sha256": pl.String})
+
+
+def _rows(refusals: Refusals) -> pl.DataFrame:
+    return pl.DataFrame({"row": [refusal[0] for refusal in refusals]}, schema={"row": pl.UInt32})
+
+
 _NO_CATEGORY = (
     pl.lit(None, pl.String).alias("category"),
     pl.lit(None, pl.String).alias("model_version"),

@@ -27,6 +27,7 @@ from pipeline.domain.errors import (
     StoreRejected,
     StoreUnavailable,
 )
+from pipeline.domain.frames import pairs_frame
 from pipeline.domain.ids import transaction_uuid
 from pipeline.domain.model import (
     Categorisation,
@@ -187,6 +188,17 @@ def test_save_twice_stores_each_transaction_once(
     assert count(postgres_engine, "transactions") == 50
     assert count(postgres_engine, "categorisations") == 50
     assert count(postgres_engine, "categorised_transactions") == 50
+
+
+def test_insert_new_writes_nothing_when_one_id_is_stored(
+    store: PostgresStore, postgres_engine: sa.Engine
+) -> None:
+    store.save([pair(2, "Rent")])
+    assert not store.insert_new(pairs_frame([pair(1), pair(2), pair(3)]))
+    stored = rows(postgres_engine, "SELECT source_id, category FROM categorised_transactions")
+    assert [tuple(r) for r in stored] == [("tx-2", "Rent")]
+    assert store.insert_new(pairs_frame([pair(1), pair(3)]))
+    assert count(postgres_engine, "categorised_transactions") == 3
 
 
 def test_identical_resave_changes_nothing(store: PostgresStore, postgres_engine: sa.Engine) -> None:

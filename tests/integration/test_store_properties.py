@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from uuid import uuid4
 
+import pytest
 import sqlalchemy as sa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -18,14 +19,15 @@ from tests.support.helpers import count
 ANY_TEXT = st.text(st.characters(codec="utf-8"), max_size=30)  # controls, NUL, surrogates…
 
 
+@pytest.mark.parametrize("looked_up", [True, False], ids=["looked-up", "insert-first"])
 @settings(
     max_examples=25,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
 )
-@given(st.lists(st.tuples(ANY_TEXT, ANY_TEXT, ANY_TEXT), min_size=1, max_size=20))
+@given(texts=st.lists(st.tuples(ANY_TEXT, ANY_TEXT, ANY_TEXT), min_size=1, max_size=20))
 def test_any_text_ends_stored_or_dead_lettered_exactly_once(
-    postgres_engine: sa.Engine, texts: list[tuple[str, str, str]]
+    postgres_engine: sa.Engine, texts: list[tuple[str, str, str]], looked_up: bool
 ) -> None:
     run = uuid4().hex[:8]
     rows = [
@@ -42,6 +44,8 @@ def test_any_text_ends_stored_or_dead_lettered_exactly_once(
     use_case = CategoriseRecords(
         FakeCategoriser(), store, store, options=UseCaseOptions(ml_batch_size=7)
     )
+    if not looked_up:  # a chunk of new rows first: the next one is inserted before any look-up
+        use_case([RawRecord(SourcePosition(f"{run}-new", line=2), "raw", valid_fields(run))])
     outcome = use_case(rows)
     stored = count(
         postgres_engine,

@@ -10,6 +10,7 @@ import pytest
 
 from pipeline.domain.errors import (
     CategoriserMisconfigured,
+    CategoriserRejected,
     CategoriserUnavailable,
     StoreMisconfigured,
 )
@@ -94,6 +95,79 @@ def test_a_re_seen_id_is_a_no_op_with_the_same_content_and_a_conflict_with_other
     assert (outcome.already_stored, outcome.categorised) == (1, 0)
     assert outcome.rejected == {Reason.CONFLICTING_DUPLICATE: 1}
     assert store.transactions[transaction_uuid("2")].amount == -10  # the stored one stays
+
+
+class CountingStore(InMemoryStore):
+    """Counts the ids looked up."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.looked_up: list[int] = []
+
+    def stored(self, ids: pl.Series) -> pl.DataFrame:
+        self.looked_up.append(ids.len())
+        return super().stored(ids)
+
+
+def test_after_a_chunk_of_new_rows_the_next_is_inserted_without_a_look_up() -> None:
+    store = CountingStore()
+    run = use_case(store)
+    run(rows("1", "2"))  # the first chunk of a run is looked up: nothing stored
+    run(rows("3", "4"))
+    assert store.looked_up == [2]
+    assert (store.inserts, len(store.transactions)) == (1, 4)
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["batch", "stream"])
+def test_a_re_seen_id_gets_the_same_verdict_when_the_look_up_was_skipped(stream: bool) -> None:
+    store = CountingStore()
+    use_case(store, reject_duplicate_ids=not stream)(rows("1", "2"))
+    run = use_case(store, reject_duplicate_ids=not stream)
+    run(rows("8"))  # new: turns the look-up off
+    day_two = rows("1", "3", "2")
+    day_two[2] = rows("2", amount="-99,00")[0]._replace(position=day_two[2].position)
+    outcome = run(day_two)
+    assert store.inserts == 1  # tried, met stored ids, so the chunk was looked up then
+    assert store.looked_up == [2, 1, 3]
+    assert (outcome.read, outcome.valid, outcome.categorised, outcome.already_stored) == (
+        3,
+        2,
+        1,
+        1,
+    )
+    assert outcome.rejected == {Reason.CONFLICTING_DUPLICATE: 1}
+    assert store.transactions[transaction_uuid("2")].amount == -10  # the stored one stays
+    assert transaction_uuid("3") in store.categorisations
+    run(rows("4"))  # a chunk after one that met stored ids is looked up first again
+    assert store.looked_up == [2, 1, 3, 1]
+
+
+class RefusingText(FakeCategoriser):
+    """Refuses (422) any record whose description is `text`."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__()
+        self.text = text
+
+    def categorise_batch(self, batch: pl.DataFrame) -> pl.DataFrame:
+        if self.text in batch["description"].to_list():
+            self.calls.append(batch.height)
+            raise CategoriserRejected(422, f"invalid item {self.text!r}")
+        return super().categorise_batch(batch)
+
+
+def test_a_stored_id_is_a_conflict_before_the_model_s_refusal_even_without_a_look_up() -> None:
+    store = InMemoryStore()
+    use_case(store)(rows("1", "2"))
+    run = use_case(store, RefusingText("bad"))
+    run(rows("8"))  # new: turns the look-up off
+    batch = rows("1", "2", "3")
+    batch[0] = rows("1", description="bad")[0]
+    outcome = run(batch)
+    assert store.inserts == 1
+    assert letters(store) == {("t.csv:2", "conflicting_duplicate", Stage.VALIDATE)}
+    assert (outcome.valid, outcome.categorised, outcome.already_stored) == (2, 1, 1)
+    assert store.transactions[transaction_uuid("1")].description == "Purchase"
 
 
 def test_in_one_stream_batch_a_repeat_is_a_replay_or_a_conflict_and_the_first_wins() -> None:

@@ -5,9 +5,10 @@ from __future__ import annotations
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from pipeline.domain.ids import transaction_uuid
 from pipeline.domain.model import RawRecord, SourcePosition
 from pipeline.service_layer.categorise import CategoriseRecords, UseCaseOptions
-from tests.fakes import FakeCategoriser, InMemoryStore, rule
+from tests.fakes import FakeCategoriser, InMemoryStore, rule, valid_fields
 
 TEXT = st.text(
     alphabet=st.characters(codec="utf-8") | st.sampled_from("\x00;\n"),  # utf-8: no surrogate
@@ -80,3 +81,38 @@ def test_rerunning_a_file_changes_nothing(rows: list[RawRecord]) -> None:
     again = use_case(rows)
     assert again.categorised == 0
     assert (dict(store.transactions), dict(store.dead_letters)) == snapshot
+
+
+NEW_ID = "00000000-0000-4000-8000-00000000beef"  # longer than any generated id
+
+
+@settings(max_examples=150, suppress_health_check=[HealthCheck.too_slow], deadline=None)
+@given(records(), records(), st.booleans())
+def test_a_chunk_ends_the_same_whether_its_ids_were_looked_up_first_or_not(
+    first: list[RawRecord], second: list[RawRecord], stream: bool
+) -> None:
+    """The look-up before the model is skipped after a chunk of new rows; the rows are then
+    inserted only if none is stored, else looked up: the verdicts must not differ."""
+    second = [r._replace(position=r.position._replace(source="f1")) for r in second]
+    ends = []
+    for look_up_first in (True, False):
+        store = InMemoryStore()
+        check(store, [first], stream)
+        use_case = CategoriseRecords(
+            FakeCategoriser(refuse={"x"}),
+            store,
+            store,
+            options=UseCaseOptions(ml_batch_size=3, reject_duplicate_ids=not stream),
+        )
+        if not look_up_first:
+            new = RawRecord(SourcePosition("new", line=2), "raw", valid_fields(NEW_ID))
+            assert use_case([new]).categorised == 1
+            del store.transactions[transaction_uuid(NEW_ID)]
+            del store.categorisations[transaction_uuid(NEW_ID)]
+        outcome = use_case(second)
+        letters = {
+            key: (letter.reason, letter.stage, letter.detail)
+            for key, letter in store.dead_letters.items()
+        }
+        ends.append((outcome, letters, store.transactions, store.categorisations))
+    assert ends[0] == ends[1]

@@ -86,10 +86,11 @@ SELECT {", ".join(_VALUES.values())} FROM pipeline_staging ORDER BY id
 {_ON_CONFLICT}
 """
 _PLACEHOLDERS = ", ".join(f"%s::{type_}" for type_ in _STAGING.values())
-_UPSERT_VALUES = (
+_INSERT_VALUES = (
     f"{_INSERT} SELECT {', '.join(_VALUES.values())}"
-    f" FROM (VALUES ({_PLACEHOLDERS})) AS v({', '.join(STAGING_COLUMNS)}) {_ON_CONFLICT}"
+    f" FROM (VALUES ({_PLACEHOLDERS})) AS v({', '.join(STAGING_COLUMNS)})"
 )
+_UPSERT_VALUES = f"{_INSERT_VALUES} {_ON_CONFLICT}"
 
 
 # The columns after the timestamp, as they are in the staging table and in `transactions`.
@@ -121,17 +122,27 @@ def write(conn: psycopg.Connection[Any], staged: pl.DataFrame, method: BulkMetho
         _write_by_executemany(conn, staged)
 
 
-def _write_by_copy(conn: psycopg.Connection[Any], staged: pl.DataFrame) -> None:
-    """COPY straight into `transactions` when every row is new (the use case looked them up:
-    the usual case); when one is not (23505, a row stored meanwhile), the savepoint is rolled
-    back and the chunk goes through the staging table and ON CONFLICT instead."""
+def insert_new(conn: psycopg.Connection[Any], staged: pl.DataFrame, method: BulkMethod) -> bool:
+    """Insert the staged rows, in the transaction already open on `conn`, if none of their ids
+    is stored; False, with nothing written, if one is (23505: the savepoint is rolled back)."""
     try:
         with conn.transaction():  # a savepoint inside the caller's transaction
-            _copy_new_rows(conn, staged)
-        return
+            if method == "copy":
+                _copy_new_rows(conn, staged)
+            else:
+                with conn.cursor() as cur:
+                    cur.executemany(_INSERT_VALUES, list(staged.iter_rows()))
+        return True
     except psycopg.errors.UniqueViolation:
-        pass
-    _upsert_by_copy(conn, staged)
+        return False
+
+
+def _write_by_copy(conn: psycopg.Connection[Any], staged: pl.DataFrame) -> None:
+    """COPY straight into `transactions` when every row is new (the usual case: the use case
+    set aside the stored ones); when one is not (a row stored meanwhile), the chunk goes
+    through the staging table and ON CONFLICT instead."""
+    if not insert_new(conn, staged, "copy"):
+        _upsert_by_copy(conn, staged)
 
 
 def _copy_new_rows(conn: psycopg.Connection[Any], staged: pl.DataFrame) -> None:

@@ -158,15 +158,26 @@ class PostgresStore:
     def upsert(self, rows: pl.DataFrame) -> None:
         """Upsert categorised transactions in one database transaction (idempotent); dead
         letters of these transactions still open are marked resolved in the same one."""
+        self._save(rows, new_only=False)
+
+    def insert_new(self, rows: pl.DataFrame) -> bool:
+        """`upsert` if none of the ids is stored; False, with nothing written, if one is."""
+        return self._save(rows, new_only=True)
+
+    def _save(self, rows: pl.DataFrame, new_only: bool) -> bool:
         staged = postgres_bulk.staging_frame(rows)
         if not staged.height:
-            return
+            return True
         with translate_errors("saving transactions"), self._engine.begin() as conn:
             driver = cast("psycopg.Connection[Any]", conn.connection.driver_connection)
-            postgres_bulk.write(driver, staged, self._bulk_method)
+            if not new_only:
+                postgres_bulk.write(driver, staged, self._bulk_method)
+            elif not postgres_bulk.insert_new(driver, staged, self._bulk_method):
+                return False
             if conn.execute(_OPEN_LETTERS).scalar():  # usually none: skip the id look-ups
                 conn.execute(_RESOLVE, {"ids": ",".join(staged["id"].to_list())})
         logger.debug("saved %d categorised transactions", staged.height)
+        return True
 
     def stored_fingerprints(self, ids: Sequence[UUID]) -> dict[UUID, str | None]:
         """`stored` for UUID objects (tools and tests)."""
