@@ -60,8 +60,8 @@ class PreparedChunk:
     outcome: Outcome = field(default_factory=Outcome)
     refusals: Refusals = field(default_factory=list)
     todo: pl.DataFrame = field(default_factory=pl.DataFrame)
-    # False: the ids were not looked up before the model (see CategoriseRecords); the rows
-    # are then inserted only if none is stored, and looked up when one is.
+    # False: the ids were not looked up before the model (see CategoriseRecords); a row the
+    # model refuses is then looked up before its refusal counts.
     looked_up: bool = True
 
 
@@ -78,11 +78,12 @@ class CategoriseRecords:
 
     Stored ids are looked up before the model while chunks meet them: on the first chunk of a
     run and after any chunk that met one (a rerun or a resumed file skips the model and the
-    write for them). Once a chunk meets none, the next ones skip the look-up, which would find
-    nothing and costs the database about as much as writing the row: their rows are inserted
-    only if none of their ids is stored, and when one is, the chunk is looked up then and
-    treated exactly as if it had been looked up first. A re-seen id gets the same verdict
-    either way; only the model may have been asked for it once more.
+    write for them). Once a chunk meets none, the next ones skip that look-up, which would
+    find nothing and costs the database about as much as writing the row. Every chunk's rows
+    are then inserted only if none of their ids is stored; when one is (not looked up, or
+    stored since), the chunk is looked up at that point and treated exactly as if it had been
+    looked up first. A re-seen id gets the same verdict either way; only the model may have
+    been asked for it once more.
     """
 
     def __init__(
@@ -126,11 +127,11 @@ class CategoriseRecords:
             valid = self._drop_repeats(prepared, checked.rejected, valid)
         else:
             valid = self._reseen(prepared, valid)
+        outcome.valid = valid.height + outcome.already_stored  # less the conflicts found below
         prepared.looked_up = self._look_up_first
         if prepared.looked_up:
             valid = self._without_stored(prepared, valid)
         prepared.todo = valid
-        outcome.valid = valid.height + outcome.already_stored
         prepared.refusals.sort(key=lambda refusal: refusal[0])
         return prepared
 
@@ -146,8 +147,10 @@ class CategoriseRecords:
         sent = prepared.todo
         prepared.todo, refused = self._categorise_all(sent, deadline)
         if refused and not prepared.looked_up:  # a stored id's verdict comes before the model's
-            unknown = self._without_stored(prepared, sent.join(_rows(refused), on="row"))
-            refused = [refusal for refusal in refused if refusal[0] in set(unknown["row"])]
+            unknown = set(
+                self._without_stored(prepared, sent.join(_rows(refused), on="row"))["row"]
+            )
+            refused = [refusal for refusal in refused if refusal[0] in unknown]
         prepared.refusals += refused
         return prepared
 
@@ -178,28 +181,26 @@ class CategoriseRecords:
         return outcome
 
     def _store(self, prepared: PreparedChunk) -> tuple[pl.DataFrame, Refusals]:
-        """The rows stored and the rows the database refused. Rows not looked up are inserted
-        only if none is stored; else (or if the database refuses one) they are looked up now."""
+        """The rows stored and the rows the database refused. The rows are inserted only if
+        none is stored (not looked up, or stored since the look-up); else, or if the database
+        refuses one, they are looked up now and the others upserted, isolating refusals."""
         todo = prepared.todo
-        if not prepared.looked_up:
-            try:
-                if not todo.height or self.store.insert_new(todo):
-                    return todo, []
-            except StoreRejected:
-                pass  # a row the database refuses: isolated below, after the look-up
-            todo = self._without_stored(prepared, todo)
-        return self._save_isolating(todo)
+        try:
+            if not todo.height or self.store.insert_new(todo):
+                return todo, []
+        except StoreRejected:
+            pass  # a row the database refuses: isolated below, after the look-up
+        return self._save_isolating(self._without_stored(prepared, todo))
 
     def _without_stored(self, prepared: PreparedChunk, rows: pl.DataFrame) -> pl.DataFrame:
-        """`rows` without those whose id is stored, which get the re-seen-id verdict."""
+        """`rows` without those whose id is stored, which get the re-seen-id verdict (and a
+        conflict is no longer counted valid)."""
         stored = self.store.stored(rows["id"]) if rows.height else _NOTHING_STORED
         self._look_up_first = stored.height > 0
         if not stored.height:  # usually none: a fresh file skips both joins
             return rows
         known = rows.join(stored, on="id", how="inner", suffix="_stored")
-        conflicting = self._compare(prepared, known)
-        if not prepared.looked_up:  # counted valid when prepared: a conflict is not
-            prepared.outcome.valid -= conflicting
+        prepared.outcome.valid -= self._compare(prepared, known)
         return rows.join(stored, on="id", how="anti")
 
     def _drop_repeats(

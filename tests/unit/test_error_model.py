@@ -115,20 +115,21 @@ def test_after_a_chunk_of_new_rows_the_next_is_inserted_without_a_look_up() -> N
     run(rows("1", "2"))  # the first chunk of a run is looked up: nothing stored
     run(rows("3", "4"))
     assert store.looked_up == [2]
-    assert (store.inserts, len(store.transactions)) == (1, 4)
+    assert (store.inserts, len(store.transactions)) == (2, 4)
 
 
 @pytest.mark.parametrize("stream", [False, True], ids=["batch", "stream"])
 def test_a_re_seen_id_gets_the_same_verdict_when_the_look_up_was_skipped(stream: bool) -> None:
     store = CountingStore()
     use_case(store, reject_duplicate_ids=not stream)(rows("1", "2"))
-    run = use_case(store, reject_duplicate_ids=not stream)
+    categoriser = FakeCategoriser()
+    run = use_case(store, categoriser, reject_duplicate_ids=not stream)
     run(rows("8"))  # new: turns the look-up off
     day_two = rows("1", "3", "2")
     day_two[2] = rows("2", amount="-99,00")[0]._replace(position=day_two[2].position)
     outcome = run(day_two)
-    assert store.inserts == 1  # tried, met stored ids, so the chunk was looked up then
-    assert store.looked_up == [2, 1, 3]
+    assert categoriser.calls == [1, 3]  # not looked up first: the model got all three
+    assert store.looked_up == [2, 1, 3]  # the insert met stored ids: looked up then
     assert (outcome.read, outcome.valid, outcome.categorised, outcome.already_stored) == (
         3,
         2,
@@ -140,6 +141,17 @@ def test_a_re_seen_id_gets_the_same_verdict_when_the_look_up_was_skipped(stream:
     assert transaction_uuid("3") in store.categorisations
     run(rows("4"))  # a chunk after one that met stored ids is looked up first again
     assert store.looked_up == [2, 1, 3, 1]
+
+
+def test_a_row_stored_since_the_look_up_gets_the_re_seen_verdict_and_is_not_overwritten() -> None:
+    store = InMemoryStore()
+    mine, theirs = use_case(store), use_case(store)
+    prepared = mine.prepare(rows("1", "2"))  # looked up: nothing stored yet
+    theirs(rows("1", amount="-99,00"))  # another writer stores id 1 with other content
+    outcome = mine.complete(prepared)
+    assert outcome.rejected == {Reason.CONFLICTING_DUPLICATE: 1}
+    assert (outcome.valid, outcome.categorised) == (1, 1)
+    assert store.transactions[transaction_uuid("1")].amount == -99
 
 
 class RefusingText(FakeCategoriser):
@@ -159,12 +171,13 @@ class RefusingText(FakeCategoriser):
 def test_a_stored_id_is_a_conflict_before_the_model_s_refusal_even_without_a_look_up() -> None:
     store = InMemoryStore()
     use_case(store)(rows("1", "2"))
-    run = use_case(store, RefusingText("bad"))
+    categoriser = RefusingText("bad")
+    run = use_case(store, categoriser)
     run(rows("8"))  # new: turns the look-up off
     batch = rows("1", "2", "3")
     batch[0] = rows("1", description="bad")[0]
     outcome = run(batch)
-    assert store.inserts == 1
+    assert categoriser.calls[:2] == [1, 3]  # not looked up first: the model refused "1"
     assert letters(store) == {("t.csv:2", "conflicting_duplicate", Stage.VALIDATE)}
     assert (outcome.valid, outcome.categorised, outcome.already_stored) == (2, 1, 1)
     assert store.transactions[transaction_uuid("1")].description == "Purchase"
