@@ -172,9 +172,10 @@ def report(results: list[BatchResult], profile: str | None) -> None:
         print(f"profiled with {profile}: times and RSS include the profiler's overhead")
     big = max(results, key=lambda r: r.rows)
     if big.rows >= 1_000_000:
+        limit = 15 * big.rows / 1_000_000  # issue 10: 1M rows in 15 s, 10M in 150 s
         print(
-            f"targets for {big.rows:,} rows: <= 15 s -> {big.run.seconds:.1f} s "
-            f"({'met' if big.run.seconds <= 15 else 'missed'}); peak RSS <= 300 MB -> "
+            f"targets for {big.rows:,} rows: <= {limit:.0f} s -> {big.run.seconds:.1f} s "
+            f"({'met' if big.run.seconds <= limit else 'missed'}); peak RSS <= 300 MB -> "
             f"{big.run.peak_rss_mb:.0f} MB ({'met' if big.run.peak_rss_mb <= 300 else 'missed'})"
         )
 
