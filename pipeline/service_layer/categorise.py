@@ -147,9 +147,8 @@ class CategoriseRecords:
         sent = prepared.todo
         prepared.todo, refused = self._categorise_all(sent, deadline)
         if refused and not prepared.looked_up:  # a stored id's verdict comes before the model's
-            unknown = set(
-                self._without_stored(prepared, sent.join(_rows(refused), on="row"))["row"]
-            )
+            candidates = sent.filter(pl.col("row").is_in([refusal[0] for refusal in refused]))
+            unknown = set(self._without_stored(prepared, candidates)["row"])
             refused = [refusal for refusal in refused if refusal[0] in unknown]
         prepared.refusals += refused
         return prepared
@@ -326,12 +325,6 @@ class CategoriseRecords:
 
 PREPARED_PREFIX = "prepared_"  # columns a categoriser adds in `prepare`, dropped after it
 _NOTHING_STORED = pl.DataFrame(schema={"id": pl.String, "content_sha256": pl.String})
-
-
-def _rows(refusals: Refusals) -> pl.DataFrame:
-    return pl.DataFrame({"row": [refusal[0] for refusal in refusals]}, schema={"row": pl.UInt32})
-
-
 _NO_CATEGORY = (
     pl.lit(None, pl.String).alias("category"),
     pl.lit(None, pl.String).alias("model_version"),
