@@ -443,23 +443,17 @@ def test_a_fresh_server_gets_the_pipeline_settings_and_keeps_an_operators(
     postgres_datadir: Path,
 ) -> None:
     def shown(server: embedded_pg.EmbeddedPostgres) -> dict[str, str]:
-        engine = sa.create_engine(server.url, isolation_level="AUTOCOMMIT")
-        try:
-            with engine.connect() as conn:
-                return {
-                    name: conn.execute(sa.text(f"SHOW {name}")).scalar_one()
-                    for name in embedded_pg.SERVER_SETTINGS
-                }
-        finally:
-            engine.dispose()
+        with embedded_pg.autocommit(server.url) as conn:
+            return {
+                name: conn.execute(sa.text(f"SHOW {name}")).scalar_one()
+                for name in embedded_pg.SERVER_SETTINGS
+            }
 
     server = embedded_pg.start(postgres_datadir)
     try:
         assert shown(server) == embedded_pg.SERVER_SETTINGS
-        engine = sa.create_engine(server.url, isolation_level="AUTOCOMMIT")
-        with engine.connect() as conn:
+        with embedded_pg.autocommit(server.url) as conn:
             conn.execute(sa.text("ALTER SYSTEM SET shared_buffers = '256MB'"))
-        engine.dispose()
     finally:
         server.stop()
     server = embedded_pg.start(postgres_datadir)

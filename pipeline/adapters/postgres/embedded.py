@@ -112,7 +112,7 @@ def down(datadir: Path) -> bool:
 
 def create_database(url: str, name: str, template: str | None = None) -> str:
     """Create database `name` on the server of `url` and return its SQLAlchemy URL."""
-    with _autocommit(url) as conn:
+    with autocommit(url) as conn:
         quote = conn.dialect.identifier_preparer.quote
         statement = f"CREATE DATABASE {quote(name)}"
         if template is not None:
@@ -123,13 +123,13 @@ def create_database(url: str, name: str, template: str | None = None) -> str:
 
 def drop_database(url: str, name: str) -> None:
     """Drop database `name` on the server of `url`, closing its connections first."""
-    with _autocommit(url) as conn:
+    with autocommit(url) as conn:
         quote = conn.dialect.identifier_preparer.quote
         conn.execute(sa.text(f"DROP DATABASE IF EXISTS {quote(name)} WITH (FORCE)"))
 
 
 @contextmanager
-def _autocommit(url: str) -> Iterator[sa.Connection]:
+def autocommit(url: str) -> Iterator[sa.Connection]:
     """One connection to the server of `url`, outside any transaction (CREATE DATABASE, ALTER
     SYSTEM…), its engine disposed afterwards."""
     engine = sa.create_engine(sqlalchemy_url(url), isolation_level="AUTOCOMMIT")
@@ -168,7 +168,7 @@ def _get_server(datadir: Path, cleanup_mode: str | None) -> PostgresServer:
 
 def _configure(server: PostgresServer) -> None:
     """Write SERVER_SETTINGS with ALTER SYSTEM (read at the server's next start)."""
-    with _autocommit(server.get_uri()) as conn:
+    with autocommit(server.get_uri()) as conn:
         for name, value in SERVER_SETTINGS.items():
             conn.execute(sa.text(f"ALTER SYSTEM SET {name} = '{value}'"))
 
