@@ -163,7 +163,8 @@ def stream_app(
         stream = KafkaRecordStream(kafka)
         stack.callback(stream.close)
         options = StreamOptions(kafka.batch_max_records, kafka.batch_max_ms / 1000)
-        yield StreamProcessor(stream, use_case, options, metrics, use_case.dead_letter_unexpected)
+        quarantine = use_case.dead_letter_unexpected
+        yield StreamProcessor(stream, use_case, options, metrics, quarantine, halves=use_case)
 
 
 @dataclass

@@ -135,6 +135,10 @@ class CategoriseRecords:
         prepared.refusals.sort(key=lambda refusal: refusal[0])
         return prepared
 
+    def front(self, records: Iterable[RawRecord] | RawChunk) -> PreparedChunk:
+        """Everything before the write: validate, set aside, categorise (`save` follows)."""
+        return self.categorise(self.prepare(records))
+
     def complete(self, prepared: PreparedChunk) -> Outcome:
         """Categorise, store and dead-letter a prepared chunk; safe to run off the main thread."""
         return self.save(self.categorise(prepared))

@@ -7,6 +7,12 @@ retry the same batch with back-off until fixed; nothing is dead-lettered for the
 committed meanwhile. An error no rule classifies is retried a few times with the whole batch,
 then the batch is bisected: a record that keeps failing alone is dead-lettered as
 `unexpected_error`, so a partition always moves on and nothing unforeseen kills the consumer.
+
+Overlap (when the use case is given in its two halves): a batch's write runs on a writer thread
+while the next batch is polled, validated and categorised. Offsets are still committed on the
+polling thread, in order, each batch's only after its write returned, and only for partitions
+still owned then. Any failure in either half sends the batches in hand through the one-at-a-time
+path above (retry, pause, isolate), so overlap changes when work runs, never what happens.
 """
 
 from __future__ import annotations
@@ -15,8 +21,10 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import ExitStack
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from tenacity import (
     RetryCallState,
@@ -34,6 +42,14 @@ Quarantine = Callable[[RawRecord, BaseException], Outcome]
 PAUSING = (TransientError, SystemicError)
 
 logger = logging.getLogger(__name__)
+
+
+class Halves(Protocol):
+    """The use case in its two halves: everything before the write, then the write."""
+
+    def front(self, records: Sequence[RawRecord]) -> Any: ...
+
+    def save(self, ready: Any) -> Outcome: ...
 
 
 class StreamObserver(Protocol):
@@ -87,37 +103,104 @@ class StreamProcessor:
         options: StreamOptions | None = None,
         observer: StreamObserver | None = None,
         quarantine: Quarantine | None = None,
+        halves: Halves | None = None,
     ) -> None:
         self.stream = stream
         self.process = process
         self.quarantine = quarantine
+        self.halves = halves
         self.options = options or StreamOptions()
         self.observer = observer or NullObserver()
         self.stop = threading.Event()
         self.total = Outcome()
         self._paused = False
+        self._writer: ThreadPoolExecutor | None = None
+        self._writing: tuple[list[RawRecord], Future[Outcome], float] | None = None
 
     def run(self) -> Outcome:
         """Consume until stopped; the batch in hand is finished and committed first."""
         reported = 0.0
-        while not self.stop.is_set():
-            try:
-                batch = self.stream.poll(self.options.max_records, self.options.max_wait_s)
-            except TransientError as exc:
-                logger.warning("poll failed, retrying: %s", exc)
-                self.observer.retrying(exc)
-                self.stream.idle(self.options.backoff_initial_s)
-                continue
-            if batch:
+        with ExitStack() as stack:
+            if self.halves is not None:
+                self._writer = stack.enter_context(ThreadPoolExecutor(1, "store"))
+            while not self.stop.is_set():
                 try:
-                    self._handle(batch)
-                except PAUSING:
-                    logger.warning("stopping during an outage: batch left uncommitted for replay")
+                    batch = self.stream.poll(self.options.max_records, self.options.max_wait_s)
+                except TransientError as exc:
+                    logger.warning("poll failed, retrying: %s", exc)
+                    self.observer.retrying(exc)
+                    self.stream.idle(self.options.backoff_initial_s)
+                    continue
+                if not self._step(batch):
                     break
-            if time.monotonic() - reported >= 1.0:
-                reported = time.monotonic()
-                self.observer.lag(self.stream.lag())
+                if time.monotonic() - reported >= 1.0:
+                    reported = time.monotonic()
+                    self.observer.lag(self.stream.lag())
+            self._step([])  # the write in hand, if any
         return self.total
+
+    def _step(self, batch: list[RawRecord]) -> bool:
+        """Process a polled batch (none: finish the write in hand); False when stopped during
+        an outage, the batches in hand left uncommitted for replay."""
+        try:
+            if not batch:
+                self._drain()
+            elif self._writer is None:
+                self._handle(batch)
+            else:
+                self._overlap(batch)
+        except PAUSING:
+            logger.warning("stopping during an outage: batch left uncommitted for replay")
+            return False
+        return True
+
+    def _overlap(self, batch: list[RawRecord]) -> None:
+        """Validate and categorise `batch` while the previous one is written, then hand its
+        write to the writer thread. A failure in either sends what it touched through
+        `_handle`, one batch at a time (the write in hand first: offsets stay in order)."""
+        assert self._writer is not None and self.halves is not None
+        started = time.monotonic()
+        owned = self._owned(batch)
+        if not owned:
+            return
+        try:
+            ready = self.halves.front(owned)
+        except Exception as exc:  # whatever it is, `_handle` classifies it and acts
+            logger.info("batch failed before its write (%s): handled on its own", exc)
+            ready = None
+        if not self._drain() or ready is None:  # the one before was handled alone: this too
+            self._handle(batch)
+            return
+        self._writing = (owned, self._writer.submit(self.halves.save, ready), started)
+
+    def _drain(self) -> bool:
+        """Wait for the write in hand and commit it; False when it failed and was handled on
+        its own by `_handle` (which may raise a pausing error: nothing committed then)."""
+        if self._writing is None:
+            return True
+        records, write, started = self._writing
+        self._writing = None
+        try:
+            outcome = write.result()
+            # Partitions revoked since the batch was polled are not ours to commit: their new
+            # owner replays these records, which are stored by now, so a no-op.
+            owned = [record for record in records if self.stream.owns(record)]
+            if owned:
+                self.stream.commit(owned)
+        except Exception as exc:
+            logger.info("batch failed in or after its write (%s): handled on its own", exc)
+            self._handle(records)
+            return False
+        self.total.add(outcome)
+        self.observer.batch_done(records, outcome, time.monotonic() - started)
+        return True
+
+    def _owned(self, batch: list[RawRecord]) -> list[RawRecord]:
+        # After a rebalance during an outage, records of partitions we lost belong to another
+        # consumer now: drop them (their offsets were not committed, the new owner replays them).
+        owns = self.stream.owns
+        # The whole batch, as polled, when we still own it all: it may carry its frame.
+        return batch if all(map(owns, batch)) else [record for record in batch if owns(record)]
 
     def _handle(self, batch: list[RawRecord]) -> None:
         started = time.monotonic()
@@ -146,11 +229,7 @@ class StreamProcessor:
             self.observer.batch_done(records, outcome, time.monotonic() - started)
 
     def _process_owned(self, batch: list[RawRecord]) -> tuple[list[RawRecord], Outcome] | None:
-        # After a rebalance during an outage, records of partitions we lost belong to another
-        # consumer now: drop them (their offsets were not committed, the new owner replays them).
-        owns = self.stream.owns
-        # The whole batch, as polled, when we still own it all: it may carry its frame.
-        owned = batch if all(map(owns, batch)) else [record for record in batch if owns(record)]
+        owned = self._owned(batch)
         if not owned:
             return None
         try:

@@ -155,8 +155,9 @@ class KafkaRecordStream:
         logger.info("assigned partitions %s", sorted(tp.partition for tp in partitions))
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        # Batches are processed and committed synchronously in the poll thread, so nothing
-        # processed is left uncommitted here; a batch still in hand is dropped via owns().
+        # Offsets are committed in the poll thread only, and only for partitions still owned
+        # (owns()): a batch of a revoked partition that is being written, or written and not
+        # yet committed, is replayed by the new owner, and finds itself stored (a no-op).
         self.owned.difference_update(tp.partition for tp in partitions)
         logger.info("revoked partitions %s", sorted(tp.partition for tp in partitions))
 

@@ -1,0 +1,206 @@
+"""StreamProcessor with the use case in halves: a batch is written while the next is prepared.
+
+Offsets are committed in order, each batch's after its own write; any failure sends the
+batches in hand through the one-at-a-time path, so what ends stored and committed is what it
+would be without the overlap.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+
+import polars as pl
+
+from pipeline.domain.errors import BrokerUnavailable, StoreUnavailable
+from pipeline.domain.model import RawRecord, Stage
+from pipeline.service_layer.stream import StreamOptions, StreamProcessor
+from tests.fakes import FakeCategoriser, FakeRecordStream, InMemoryStore, RecordingObserver
+from tests.unit.test_streaming import partitions, record, stored_sources, use_case
+
+TWO_AT_A_TIME = StreamOptions(
+    max_records=2, max_wait_s=0.0, backoff_initial_s=1.0, backoff_max_s=1000.0
+)
+
+
+class LoggingStore(InMemoryStore):
+    """Logs each write with the first offset of its batch; the first `fail_first` writes fail
+    as if PostgreSQL were down."""
+
+    def __init__(self, log: list[tuple[str, str]], fail_first: int = 0) -> None:
+        super().__init__()
+        self.log = log
+        self.fail_first = fail_first
+        self.threads: set[str] = set()
+
+    def insert_new(self, rows: pl.DataFrame) -> bool:
+        if self.fail_first > 0:
+            self.fail_first -= 1
+            raise StoreUnavailable("fake database outage")
+        self.threads.add(threading.current_thread().name)
+        self.log.append(("write", rows["source_id"][0]))
+        return super().insert_new(rows)
+
+
+class LoggingStream(FakeRecordStream):
+    """Logs each commit with the first source id committed."""
+
+    def __init__(self, sizes: dict[int, int], log: list[tuple[str, str]]) -> None:
+        super().__init__(partitions(sizes))
+        self.log = log
+
+    def commit(self, records: Sequence[RawRecord]) -> None:
+        first = records[0].position
+        self.log.append(("commit", f"p{first.partition}-o{first.offset}"))
+        super().commit(records)
+
+
+def overlapped(
+    stream: FakeRecordStream,
+    store: InMemoryStore,
+    categoriser: FakeCategoriser,
+    options: StreamOptions = TWO_AT_A_TIME,
+    observer: RecordingObserver | None = None,
+) -> StreamProcessor:
+    uc = use_case(store, categoriser)
+    built = StreamProcessor(stream, uc, options, observer, uc.dead_letter_unexpected, halves=uc)
+    stream.on_drained = built.stop.set
+    return built
+
+
+def offsets(stream: FakeRecordStream) -> list[list[int | None]]:
+    return [[r.position.offset for r in batch] for batch in stream.commits]
+
+
+def test_each_batch_is_committed_in_order_after_its_own_write_and_the_next_batch_prepared() -> None:
+    log: list[tuple[str, str]] = []
+    stream = LoggingStream({0: 7}, log)
+    store = LoggingStore(log)
+
+    total = overlapped(stream, store, FakeCategoriser()).run()
+
+    assert offsets(stream) == [[0, 1], [2, 3], [4, 5], [6]]
+    firsts = ["p0-o0", "p0-o2", "p0-o4", "p0-o6"]
+    for first in firsts:
+        assert log.index(("write", first)) < log.index(("commit", first))
+    assert [source for event, source in log if event == "commit"] == firsts
+    assert stream.polls == 5  # four batches, then the empty poll that finishes the last write
+    assert store.threads == {"store_0"}  # the writer thread, not the polling one
+    assert stored_sources(store) == {f"p0-o{n}" for n in range(7)}
+    assert (total.read, total.categorised) == (7, 7)
+
+
+def test_a_write_that_fails_is_retried_alone_and_the_next_batch_after_it() -> None:
+    log: list[tuple[str, str]] = []
+    stream = LoggingStream({0: 6}, log)
+    store = LoggingStore(log, fail_first=2)
+    committed_during_outage: list[dict[int, int]] = []
+    stream.on_idle = lambda _n: committed_during_outage.append(dict(stream.committed))
+
+    total = overlapped(stream, store, FakeCategoriser()).run()
+
+    # Failed once overlapped, once alone: one back-off, nothing committed during it.
+    assert committed_during_outage == [{}]
+    assert offsets(stream) == [[0, 1], [2, 3], [4, 5]]
+    assert (stream.pauses, stream.resumes, stream.paused) == (1, 1, False)
+    assert stored_sources(store) == {f"p0-o{n}" for n in range(6)}
+    assert store.dead_letters == {}  # an outage never dead-letters
+    assert (total.read, total.categorised, total.already_stored) == (6, 6, 0)
+
+
+def test_a_batch_whose_model_call_fails_waits_for_the_write_before_it() -> None:
+    log: list[tuple[str, str]] = []
+    stream = LoggingStream({0: 6}, log)
+    store = LoggingStore(log)
+    categoriser = FakeCategoriser(fail_calls={2})  # the second batch, while the first is written
+
+    total = overlapped(stream, store, categoriser).run()
+
+    assert offsets(stream) == [[0, 1], [2, 3], [4, 5]]
+    assert log.index(("commit", "p0-o0")) < log.index(("write", "p0-o2"))
+    assert categoriser.calls == [2, 2, 2, 2]  # the second batch was asked for again, alone
+    assert stream.pauses == 0  # that second attempt succeeded: no back-off
+    assert (total.read, total.categorised) == (6, 6)
+
+
+class RevokingStream(FakeRecordStream):
+    """Partition 1 is revoked during the second poll, while the first batch is written."""
+
+    def poll(self, max_records: int, timeout_s: float) -> list[RawRecord]:
+        if self.polls == 1:
+            self.revoke(1)
+        return super().poll(max_records, timeout_s)
+
+
+def test_a_partition_revoked_while_its_batch_is_written_is_not_committed() -> None:
+    stream = RevokingStream(partitions({0: 2, 1: 2}))
+    store = InMemoryStore()
+    observer = RecordingObserver()
+    options = StreamOptions(max_records=4, max_wait_s=0.0)
+
+    total = overlapped(stream, store, FakeCategoriser(), options, observer).run()
+
+    # Stored, but partition 1 is another consumer's now: it replays them, stored, a no-op.
+    assert stored_sources(store) == {"p0-o0", "p0-o1", "p1-o0", "p1-o1"}
+    assert stream.committed == {0: 2}
+    assert total.categorised == 4
+    assert observer.events == [("batch_done", 4)]
+
+
+def test_a_failed_commit_after_a_write_re_runs_the_batch_which_is_then_already_stored() -> None:
+    stream = FakeRecordStream(partitions({0: 2}))
+    store = InMemoryStore()
+    original_commit = stream.commit
+    failures = [BrokerUnavailable("commit: broker down")]
+
+    def flaky_commit(records: Sequence[RawRecord]) -> None:
+        if failures:
+            raise failures.pop()
+        original_commit(records)
+
+    stream.commit = flaky_commit  # type: ignore[method-assign]
+
+    total = overlapped(stream, store, FakeCategoriser()).run()
+
+    assert store.saves == 1
+    assert stream.committed == {0: 2}
+    assert len(stream.commits) == 1
+    assert (total.read, total.categorised, total.already_stored) == (2, 0, 2)
+
+
+def test_stop_during_an_outage_of_the_write_leaves_the_batches_in_hand_uncommitted() -> None:
+    log: list[tuple[str, str]] = []
+    stream = LoggingStream({0: 4}, log)
+    store = LoggingStore(log, fail_first=10**6)
+    built = overlapped(stream, store, FakeCategoriser())
+    stream.on_idle = lambda n: built.stop.set() if n == 2 else None
+
+    total = built.run()  # returns: the loop stops, it does not raise
+
+    assert stream.commits == []
+    assert stream.polls == 2  # the second batch was polled, prepared, and not committed
+    assert store.transactions == {}
+    assert total.read == 0
+
+
+def test_a_record_whose_write_keeps_failing_unexpectedly_is_dead_lettered_alone() -> None:
+    class BuggyStore(InMemoryStore):
+        def insert_new(self, rows: pl.DataFrame) -> bool:
+            if "p0-o3" in rows["source_id"].to_list():
+                raise KeyError("a bug this record triggers")
+            return super().insert_new(rows)
+
+    stream = FakeRecordStream({0: [record(0, n) for n in range(6)]})
+    store = BuggyStore()
+
+    total = overlapped(stream, store, FakeCategoriser()).run()
+
+    assert stored_sources(store) == {"p0-o0", "p0-o1", "p0-o2", "p0-o4", "p0-o5"}
+    [letter] = store.dead_letters.values()
+    assert (letter.reason, letter.stage, letter.position.offset) == (
+        "unexpected_error",
+        Stage.PROCESS,
+        3,
+    )
+    assert stream.committed == {0: 6}
+    assert (total.read, total.categorised, total.rejected_total) == (6, 5, 1)
