@@ -40,6 +40,7 @@ from pipeline.domain.ports import RecordStream
 Process = Callable[[Sequence[RawRecord]], Outcome]
 Quarantine = Callable[[RawRecord, BaseException], Outcome]
 PAUSING = (TransientError, SystemicError)
+Writing = tuple[list[RawRecord], "Future[Outcome]", float]  # a batch, its write, when it began
 
 logger = logging.getLogger(__name__)
 
@@ -115,7 +116,7 @@ class StreamProcessor:
         self.total = Outcome()
         self._paused = False
         self._writer: ThreadPoolExecutor | None = None
-        self._writing: tuple[list[RawRecord], Future[Outcome], float] | None = None
+        self._writing: Writing | None = None
 
     def run(self) -> Outcome:
         """Consume until stopped; the batch in hand is finished and committed first."""
@@ -155,9 +156,10 @@ class StreamProcessor:
         return True
 
     def _overlap(self, batch: list[RawRecord]) -> None:
-        """Validate and categorise `batch` while the previous one is written, then hand its
-        write to the writer thread. A failure in either sends what it touched through
-        `_handle`, one batch at a time (the write in hand first: offsets stay in order)."""
+        """Validate and categorise `batch` while the write in hand runs, then hand its own
+        write to the writer thread and commit the one before (its broker round trip overlaps
+        the new write). A failure in either half sends what it touched through `_handle`, one
+        batch at a time, the earlier batch first."""
         assert self._writer is not None and self.halves is not None
         started = time.monotonic()
         owned = self._owned(batch)
@@ -168,32 +170,49 @@ class StreamProcessor:
         except Exception as exc:  # whatever it is, `_handle` classifies it and acts
             logger.info("batch failed before its write (%s): handled on its own", exc)
             ready = None
-        if not self._drain() or ready is None:  # the one before was handled alone: this too
+        previous, self._writing = self._writing, None
+        outcome = self._written(previous) if previous is not None else None
+        alone = ready is None or (previous is not None and outcome is None)
+        if not alone:  # the write before is durable: this one may start
+            self._writing = (owned, self._writer.submit(self.halves.save, ready), started)
+        if previous is not None and outcome is not None:
+            self._commit(previous, outcome)
+        if alone:
             self._handle(batch)
-            return
-        self._writing = (owned, self._writer.submit(self.halves.save, ready), started)
 
-    def _drain(self) -> bool:
-        """Wait for the write in hand and commit it; False when it failed and was handled on
+    def _drain(self) -> None:
+        """Wait for the write in hand and commit it."""
+        previous, self._writing = self._writing, None
+        if previous is not None and (outcome := self._written(previous)) is not None:
+            self._commit(previous, outcome)
+
+    def _written(self, writing: Writing) -> Outcome | None:
+        """The outcome of a finished write; None when it failed and its batch was handled on
         its own by `_handle` (which may raise a pausing error: nothing committed then)."""
-        if self._writing is None:
-            return True
-        records, write, started = self._writing
-        self._writing = None
+        records, write, _started = writing
         try:
-            outcome = write.result()
-            # Partitions revoked since the batch was polled are not ours to commit: their new
-            # owner replays these records, which are stored by now, so a no-op.
-            owned = [record for record in records if self.stream.owns(record)]
+            return write.result()
+        except Exception as exc:
+            logger.info("batch failed in its write (%s): handled on its own", exc)
+            self._handle(records)
+            return None
+
+    def _commit(self, writing: Writing, outcome: Outcome) -> None:
+        """Commit a written batch and report it; a failed commit re-runs the batch alone (it
+        is stored: a no-op, then committed)."""
+        records, _write, started = writing
+        # Partitions revoked since the batch was polled are not ours to commit: their new
+        # owner replays these records, which are stored by now, so a no-op.
+        owned = [record for record in records if self.stream.owns(record)]
+        try:
             if owned:
                 self.stream.commit(owned)
         except Exception as exc:
-            logger.info("batch failed in or after its write (%s): handled on its own", exc)
+            logger.info("commit failed (%s): batch handled on its own", exc)
             self._handle(records)
-            return False
+            return
         self.total.add(outcome)
         self.observer.batch_done(records, outcome, time.monotonic() - started)
-        return True
 
     def _owned(self, batch: list[RawRecord]) -> list[RawRecord]:
         # After a rebalance during an outage, records of partitions we lost belong to another
