@@ -133,6 +133,11 @@ def report(
         )  # fmt: skip
     print_table(headers, table)
     print(f"slowest stage alone: {slowest.name} at {slowest.rows_per_s:,.0f} rows/s")
+    for row in stream_rows:
+        if str(row[0]).startswith("(a)"):  # sustained: once running, i.e. after its first commit
+            after, to_first = float(row[5]), float(row[4])  # type: ignore[arg-type]
+            print(f"stream {row[0]}: {after:,.0f} events/s after the first commit "
+                  f"({to_first:.1f} s to it)")  # fmt: skip
     for label, samples in cdfs.items():
         if samples:
             print(f"stream latency at {label}: p50 {_pct(samples, 0.5):.0f} ms, "

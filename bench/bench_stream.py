@@ -146,6 +146,12 @@ class Phase:
 
     def wait_committed(self, target: int, consumer: MeasuredProcess, timeout: float) -> float:
         """Poll until `target` records are committed; returns the monotonic time it happened."""
+        return self.wait_committed_count(target, consumer, timeout)[0]
+
+    def wait_committed_count(
+        self, target: int, consumer: MeasuredProcess, timeout: float
+    ) -> tuple[float, int]:
+        """Poll until `target` records are committed: when it happened, and how many were."""
         deadline = time.monotonic() + timeout
         while (done := self.committed()) < target:
             if (exited := consumer.poll()) is not None:
@@ -153,7 +159,7 @@ class Phase:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"{done:,} of {target:,} committed after {timeout:.0f}s")
             time.sleep(0.2)
-        return time.monotonic()
+        return time.monotonic(), done
 
     def close(self) -> None:
         self._probe.close()
@@ -190,7 +196,7 @@ def sustained(
         group = [phase.consumer(str(n)) for n in range(consumers)]
         consumer = group[0]
         try:
-            first = phase.wait_committed(1, consumer, timeout=300)
+            first, first_done = phase.wait_committed_count(1, consumer, timeout=300)
             done = phase.wait_committed(events, consumer, timeout=max(600, events / 500))
             cpu = meter.stop()
         finally:
@@ -228,7 +234,7 @@ def sustained(
             total_s,
             events / total_s,
             to_first,
-            events / max(total_s - to_first, 1e-9),
+            (events - first_done) / max(total_s - to_first, 1e-9),
             run.peak_rss_mb,
             consumers_cpu,
             cpu["ml_api"],
@@ -464,15 +470,18 @@ def report(rows: list[list[object]], percentiles: tuple[float, ...] | None) -> N
     )
     print(
         "(a) seconds: consumer process start → committed offsets reach all events (start-up "
-        "included); 'after 1st' excludes the time to the first commit; CPU s others: CPU used "
-        "meanwhile by processes outside this benchmark (large = disturbed run)"
+        "included); 'after 1st': the events committed after the first commit, over the time "
+        "since; CPU s others: CPU used meanwhile by processes outside this benchmark (large = "
+        "disturbed run)"
     )
     consumers = [row for row in rows if str(row[0]).startswith("(a) one consumer")]
     if consumers:
-        rate = float(consumers[0][3])  # type: ignore[arg-type]
+        # Sustained: once the consumer runs (after its first commit), not its start-up (imports,
+        # joining the group, the first fetch), which is shown beside it.
+        rate, with_start = float(consumers[0][4]), float(consumers[0][3])  # type: ignore[arg-type]
         print(
-            f"target (a) >= 50,000 events/s sustained: {rate:,.0f}/s "
-            f"({'met' if rate >= 50_000 else 'missed'})"
+            f"target (a) >= 50,000 events/s sustained (after the first commit): {rate:,.0f}/s "
+            f"({'met' if rate >= 50_000 else 'missed'}); {with_start:,.0f}/s with start-up"
         )
     if percentiles:
         p99 = percentiles[2]
