@@ -119,7 +119,7 @@ class StreamProcessor:
         self._writing: Writing | None = None
 
     def run(self) -> Outcome:
-        """Consume until stopped; the batch in hand is finished and committed first."""
+        """Consume until stopped; the batches in hand are finished and committed first."""
         reported = 0.0
         with ExitStack() as stack:
             if self.halves is not None:

@@ -28,7 +28,8 @@ class KafkaRecordStream:
     """Consumes a topic in a group; offsets are committed explicitly, synchronously, per batch.
 
     `enable.auto.commit` is off: `commit()` is called by the stream loop only after the batch
-    is durable in PostgreSQL, so a crash replays at most the batch in hand.
+    is durable in PostgreSQL, so a crash replays at most the batches in hand (two: one being
+    written, the next being prepared).
     """
 
     def __init__(self, settings: KafkaSettings, **overrides: Any) -> None:
