@@ -40,7 +40,7 @@ from pipeline.domain.ports import RecordStream
 Process = Callable[[Sequence[RawRecord]], Outcome]
 Quarantine = Callable[[RawRecord, BaseException], Outcome]
 PAUSING = (TransientError, SystemicError)
-Writing = tuple[list[RawRecord], "Future[Outcome]", float]  # a batch, its write, when it began
+Writing = tuple[list[RawRecord], Future[Outcome], float]  # a batch, its write, when it began
 
 logger = logging.getLogger(__name__)
 
