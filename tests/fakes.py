@@ -12,6 +12,7 @@ import polars as pl
 
 from pipeline.domain.chunks import RawChunk, chunk_of_records
 from pipeline.domain.errors import (
+    BrokerUnavailable,
     CategoriserRejected,
     CategoriserUnavailable,
     ConfigurationError,
@@ -216,7 +217,8 @@ class FakeRecordStream:
     """RecordStream over in-memory partitions; records commits, pauses and sleeps, never sleeps.
 
     `on_idle(n)` runs at the n-th `idle` call (1-based) to simulate what happens during an
-    outage (a revoke, a stop signal); `on_drained` runs when a poll finds nothing left.
+    outage (a revoke, a stop signal); `on_drained` runs when a poll finds nothing left. The
+    commits numbered in `fail_commits` (1-based) fail as if the broker were down.
     """
 
     def __init__(self, partitions: dict[int, list[RawRecord]]) -> None:
@@ -232,6 +234,8 @@ class FakeRecordStream:
         self.polls = 0
         self.on_idle: Callable[[int], None] = lambda _n: None
         self.on_drained: Callable[[], None] = lambda: None
+        self.fail_commits: set[int] = set()
+        self.commit_calls = 0
 
     def poll(self, max_records: int, timeout_s: float) -> list[RawRecord]:
         self.polls += 1
@@ -248,6 +252,9 @@ class FakeRecordStream:
         return batch
 
     def commit(self, records: Sequence[RawRecord]) -> None:
+        self.commit_calls += 1
+        if self.commit_calls in self.fail_commits:
+            raise BrokerUnavailable(f"fake outage on commit {self.commit_calls}")
         self.commits.append(list(records))
         for record in records:
             partition, offset = record.position.partition, record.position.offset

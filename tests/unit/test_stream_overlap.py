@@ -15,7 +15,7 @@ import polars as pl
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pipeline.domain.errors import BrokerUnavailable, StoreUnavailable
+from pipeline.domain.errors import StoreUnavailable
 from pipeline.domain.model import Outcome, RawRecord, Stage
 from pipeline.service_layer.stream import StreamOptions, StreamProcessor
 from tests.fakes import FakeCategoriser, FakeRecordStream, InMemoryStore, RecordingObserver
@@ -153,15 +153,7 @@ def test_a_partition_revoked_while_its_batch_is_written_is_not_committed() -> No
 def test_a_failed_commit_re_runs_its_batch_alone_while_the_next_one_is_written() -> None:
     stream = FakeRecordStream(partitions({0: 4}))
     store = InMemoryStore()
-    original_commit = stream.commit
-    failures = [BrokerUnavailable("commit: broker down")]
-
-    def flaky_commit(records: Sequence[RawRecord]) -> None:
-        if failures:
-            raise failures.pop()
-        original_commit(records)
-
-    stream.commit = flaky_commit  # type: ignore[method-assign]
+    stream.fail_commits = {1}
 
     total = overlapped(stream, store, FakeCategoriser()).run()
 
@@ -243,17 +235,7 @@ def final_state(
     }
     stream = FakeRecordStream(source)
     store = FlakyStore(faults["write"])
-    original_commit = stream.commit
-    commits = 0
-
-    def flaky_commit(records: Sequence[RawRecord]) -> None:
-        nonlocal commits
-        commits += 1
-        if commits in faults["commit"]:
-            raise BrokerUnavailable(f"fake outage on commit {commits}")
-        original_commit(records)
-
-    stream.commit = flaky_commit  # type: ignore[method-assign]
+    stream.fail_commits = faults["commit"]
     uc = use_case(store, FakeCategoriser(fail_calls=faults["model"]))
     options = StreamOptions(max_records=size, max_wait_s=0.0, backoff_initial_s=0.01)
     built = StreamProcessor(

@@ -7,7 +7,7 @@ from collections.abc import Callable, Sequence
 import pytest
 
 from pipeline.domain.chunks import RecordBatch, records_frame
-from pipeline.domain.errors import BrokerMisconfigured, BrokerUnavailable, StoreMisconfigured
+from pipeline.domain.errors import BrokerMisconfigured, StoreMisconfigured
 from pipeline.domain.model import Outcome, RawRecord, SourcePosition, Stage
 from pipeline.service_layer.categorise import CategoriseRecords, UseCaseOptions
 from pipeline.service_layer.stream import StreamOptions, StreamProcessor
@@ -347,15 +347,7 @@ def test_a_failed_commit_retries_the_batch_which_is_then_already_stored() -> Non
     """A failed commit re-runs the batch: harmless, because the store is idempotent."""
     stream = FakeRecordStream(partitions({0: 2}))
     store = InMemoryStore()
-    original_commit = stream.commit
-    failures = [BrokerUnavailable("commit: broker down")]
-
-    def flaky_commit(records: Sequence[RawRecord]) -> None:
-        if failures:
-            raise failures.pop()
-        original_commit(records)
-
-    stream.commit = flaky_commit  # type: ignore[method-assign]
+    stream.fail_commits = {1}
 
     categoriser = FakeCategoriser()
     total = processor(stream, use_case(store, categoriser)).run()
