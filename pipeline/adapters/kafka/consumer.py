@@ -140,8 +140,11 @@ class KafkaRecordStream:
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self.owned.update(tp.partition for tp in partitions)
-        try:  # only for the lag gauge: never let it break the rebalance
-            for tp in consumer.committed(partitions, timeout=10):
+        # Only for the lag gauge: never let it break the rebalance. Not asked for nothing: a
+        # cooperative rebalance may assign no partition, and while the consumer leaves its
+        # group (close() during a rebalance) that question waits out its whole timeout.
+        try:
+            for tp in consumer.committed(partitions, timeout=10) if partitions else []:
                 if tp.offset >= 0:
                     self._committed[tp.partition] = tp.offset
         except KafkaException as exc:
