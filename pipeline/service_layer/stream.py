@@ -203,7 +203,7 @@ class StreamProcessor:
         records, _write, started = writing
         # Partitions revoked since the batch was polled are not ours to commit: their new
         # owner replays these records, which are stored by now, so a no-op.
-        owned = [record for record in records if self.stream.owns(record)]
+        owned = self._owned(records)
         try:
             if owned:
                 self.stream.commit(owned)
@@ -215,8 +215,9 @@ class StreamProcessor:
         self.observer.batch_done(records, outcome, time.monotonic() - started)
 
     def _owned(self, batch: list[RawRecord]) -> list[RawRecord]:
-        # After a rebalance during an outage, records of partitions we lost belong to another
-        # consumer now: drop them (their offsets were not committed, the new owner replays them).
+        # After a rebalance (during an outage, or while a batch was written), records of
+        # partitions we lost belong to another consumer now: drop them (their offsets were not
+        # committed, the new owner replays them).
         owns = self.stream.owns
         # The whole batch, as polled, when we still own it all: it may carry its frame.
         return batch if all(map(owns, batch)) else [record for record in batch if owns(record)]
