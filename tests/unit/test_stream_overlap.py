@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 import polars as pl
 from hypothesis import HealthCheck, given, settings
@@ -26,23 +26,36 @@ TWO_AT_A_TIME = StreamOptions(
 )
 
 
-class LoggingStore(InMemoryStore):
-    """Logs each write with the first offset of its batch; the first `fail_first` writes fail
-    as if PostgreSQL were down."""
+class FlakyStore(InMemoryStore):
+    """Logs each write with the first source id of its batch and counts every row written per
+    source id. The first `fail_first` writes, and those numbered in `fail_calls` (1-based),
+    fail as if PostgreSQL were down, before writing anything."""
 
-    def __init__(self, log: list[tuple[str, str]], fail_first: int = 0) -> None:
+    def __init__(
+        self,
+        log: list[tuple[str, str]] | None = None,
+        fail_first: int = 0,
+        fail_calls: Iterable[int] = (),
+    ) -> None:
         super().__init__()
-        self.log = log
+        self.log = [] if log is None else log
         self.fail_first = fail_first
+        self.fail_calls = set(fail_calls)
+        self.calls = 0
         self.threads: set[str] = set()
+        self.written: Counter[str] = Counter()
 
     def insert_new(self, rows: pl.DataFrame) -> bool:
-        if self.fail_first > 0:
-            self.fail_first -= 1
-            raise StoreUnavailable("fake database outage")
+        self.calls += 1
+        if self.calls <= self.fail_first or self.calls in self.fail_calls:
+            raise StoreUnavailable(f"fake outage on write {self.calls}")
         self.threads.add(threading.current_thread().name)
         self.log.append(("write", rows["source_id"][0]))
         return super().insert_new(rows)
+
+    def upsert(self, rows: pl.DataFrame) -> None:
+        super().upsert(rows)
+        self.written.update(rows["source_id"].to_list())
 
 
 class LoggingStream(FakeRecordStream):
@@ -78,7 +91,7 @@ def offsets(stream: FakeRecordStream) -> list[list[int | None]]:
 def test_each_batch_is_committed_in_order_after_its_own_write_and_the_next_batch_prepared() -> None:
     log: list[tuple[str, str]] = []
     stream = LoggingStream({0: 7}, log)
-    store = LoggingStore(log)
+    store = FlakyStore(log)
 
     total = overlapped(stream, store, FakeCategoriser()).run()
 
@@ -96,7 +109,7 @@ def test_each_batch_is_committed_in_order_after_its_own_write_and_the_next_batch
 def test_a_write_that_fails_is_retried_alone_and_the_next_batch_after_it() -> None:
     log: list[tuple[str, str]] = []
     stream = LoggingStream({0: 6}, log)
-    store = LoggingStore(log, fail_first=2)
+    store = FlakyStore(log, fail_first=2)
     committed_during_outage: list[dict[int, int]] = []
     stream.on_idle = lambda _n: committed_during_outage.append(dict(stream.committed))
 
@@ -114,7 +127,7 @@ def test_a_write_that_fails_is_retried_alone_and_the_next_batch_after_it() -> No
 def test_a_batch_whose_model_call_fails_waits_for_the_write_before_it() -> None:
     log: list[tuple[str, str]] = []
     stream = LoggingStream({0: 6}, log)
-    store = LoggingStore(log)
+    store = FlakyStore(log)
     categoriser = FakeCategoriser(fail_calls={2})  # the second batch, while the first is written
 
     total = overlapped(stream, store, categoriser).run()
@@ -167,7 +180,7 @@ def test_a_failed_commit_re_runs_its_batch_alone_while_the_next_one_is_written()
 def test_stop_during_an_outage_of_the_write_leaves_the_batches_in_hand_uncommitted() -> None:
     log: list[tuple[str, str]] = []
     stream = LoggingStream({0: 4}, log)
-    store = LoggingStore(log, fail_first=10**6)
+    store = FlakyStore(log, fail_first=10**6)
     built = overlapped(stream, store, FakeCategoriser())
     stream.on_idle = lambda n: built.stop.set() if n == 2 else None
 
@@ -202,27 +215,6 @@ def test_a_record_whose_write_keeps_failing_unexpectedly_is_dead_lettered_alone(
     assert (total.read, total.categorised, total.rejected_total) == (6, 5, 1)
 
 
-class FlakyStore(InMemoryStore):
-    """Counts every row written per source id; the writes numbered in `fail_calls` (1-based)
-    fail as if PostgreSQL were down, before writing anything."""
-
-    def __init__(self, fail_calls: set[int]) -> None:
-        super().__init__()
-        self.fail_calls = fail_calls
-        self.calls = 0
-        self.written: Counter[str] = Counter()
-
-    def insert_new(self, rows: pl.DataFrame) -> bool:
-        self.calls += 1
-        if self.calls in self.fail_calls:
-            raise StoreUnavailable(f"fake outage on write {self.calls}")
-        return super().insert_new(rows)
-
-    def upsert(self, rows: pl.DataFrame) -> None:
-        super().upsert(rows)
-        self.written.update(rows["source_id"].to_list())
-
-
 def final_state(
     overlap: bool, sizes: dict[int, int], poison: set[str], faults: dict[str, set[int]], size: int
 ) -> tuple[FakeRecordStream, FlakyStore, Outcome]:
@@ -234,7 +226,7 @@ def final_state(
         for p, n in sizes.items()
     }
     stream = FakeRecordStream(source)
-    store = FlakyStore(faults["write"])
+    store = FlakyStore(fail_calls=faults["write"])
     stream.fail_commits = faults["commit"]
     uc = use_case(store, FakeCategoriser(fail_calls=faults["model"]))
     options = StreamOptions(max_records=size, max_wait_s=0.0, backoff_initial_s=0.01)
